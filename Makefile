@@ -1,0 +1,36 @@
+# Two entry points: `make demo` and `make test`. Both set up everything from scratch.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-done
+
+.PHONY: setup demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml tools/cypherlint/package-lock.json scripts/setup-system.sh
+	bash scripts/setup-system.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	npm ci --prefix tools/cypherlint --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/persona demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not llm and not browser"
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/fusion.py
+	$(BIN)/python benchmarks/linking.py
+
+clean:
+	rm -rf $(VENV) tools/cypherlint/node_modules .pytest_cache

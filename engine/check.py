@@ -1,0 +1,382 @@
+"""Consistency: graph_schema's declarative rules run on the users a batch touched.
+
+Rules never delete. Each resolution changes fact-edge status (superseded / quarantined), is
+recorded in a Conflict node with the previous state, and can be reverted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from engine.store import GraphStore
+from graph_schema import (
+    DERIVED_CONFLICT_RULES,
+    PREDICATES,
+    DerivedConflictRule,
+    Predicate,
+    checked_identifier,
+)
+
+MAX_CLASS_DEPTH = 8
+
+
+class FactRef(BaseModel):
+    """A fact edge, addressed by what makes it unique: user, type and target."""
+
+    user_id: str
+    predicate: str
+    target_label: str
+    key: str
+    label: str | None = None
+    status: str = "active"
+    confidence: float = 0.0
+    valid_from: str | None = None
+    valid_to: str | None = None
+    last_seen: str | None = None
+
+    def ref(self) -> str:
+        return f"{self.predicate}:{self.key}"
+
+
+class Change(BaseModel):
+    fact: FactRef
+    new_status: str
+    valid_to: str | None = None
+    reason: str | None = None
+
+
+class ConflictRecord(BaseModel):
+    id: str
+    user_id: str
+    rule: str
+    resolution: str  # superseded | quarantined | flagged
+    detail: str
+    winner: str | None = None
+    changes: list[Change] = Field(default_factory=list)
+
+
+class CheckReport(BaseModel):
+    users: int = 0
+    conflicts: list[ConflictRecord] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for c in self.conflicts:
+            out[c.resolution] += 1
+        return dict(out)
+
+
+_ACTIVE_FACTS = """
+UNWIND $ids AS uid
+MATCH (u:User {id: uid})-[f]->(o)
+WHERE type(f) IN $types AND f.status = 'active'
+RETURN u.id AS user_id, type(f) AS predicate, labels(o)[0] AS target_label, o.key AS key,
+       coalesce(o.label_en, o.label_zh, o.label_es, o.value, o.key) AS label,
+       f.confidence AS confidence, f.valid_from AS valid_from, f.valid_to AS valid_to,
+       f.last_seen AS last_seen
+"""
+
+_CLASS_CLOSURE = f"""
+UNWIND $keys AS k
+MATCH (o:Entity {{key: k}})
+OPTIONAL MATCH (o)-[:INSTANCE_OF|SUBCLASS_OF*1..{MAX_CLASS_DEPTH}]->(c:Entity)
+RETURN o.key AS key, o.qid AS qid, collect(DISTINCT c.qid) AS classes
+"""
+
+_DERIVED = """
+UNWIND $ids AS uid
+MATCH (u:User {id: uid})-[d:{literal_rel}]->(v:Value)
+WHERE d.status = 'active' AND v.value IN $values
+MATCH (u)-[f:{rel}]->(e:Entity)-[:INSTANCE_OF|SUBCLASS_OF*0..{depth}]->(c:Entity)
+WHERE f.status = 'active' AND c.qid IN $classes
+RETURN DISTINCT u.id AS user_id, v.value AS value, e.key AS key,
+       coalesce(e.label_en, e.label_zh, e.label_es, e.key) AS label
+""".replace("{depth}", str(MAX_CLASS_DEPTH))
+
+_SET_STATUS = """
+UNWIND $rows AS r
+MATCH (u:User {id: r.user_id})-[f:{rel}]->(o:{label} {key: r.key})
+SET f.status = r.status, f.valid_to = r.valid_to, f.status_reason = r.reason
+"""
+
+_EXISTING_CONFLICTS = """
+UNWIND $ids AS id
+MATCH (c:Conflict {id: id})
+RETURN c.id AS id
+"""
+
+_WRITE_CONFLICTS = """
+UNWIND $rows AS r
+MATCH (u:User {id: r.user_id})
+MERGE (c:Conflict {id: r.id})
+ON CREATE SET c.user_id = r.user_id, c.rule = r.rule, c.ts = r.ts, c.resolution = r.resolution,
+              c.detail = r.detail, c.winner = r.winner, c.changes = r.changes
+MERGE (u)-[:HAS_CONFLICT]->(c)
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _conflict_id(rule: str, user_id: str, refs: Iterable[str], winner: str | None) -> str:
+    raw = "|".join([rule, user_id, *sorted(refs), winner or ""])
+    return "c_" + hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def _newest_first(f: FactRef) -> tuple[str, float]:
+    return (f.last_seen or f.valid_from or "", f.confidence)
+
+
+def set_statement(predicate: str, label: str) -> str:
+    return _SET_STATUS.replace("{rel}", checked_identifier(predicate)).replace(
+        "{label}", checked_identifier(label)
+    )
+
+
+def derived_statement(rule: DerivedConflictRule) -> str:
+    return _DERIVED.replace("{literal_rel}", checked_identifier(rule.literal_predicate)).replace(
+        "{rel}", checked_identifier(rule.predicate)
+    )
+
+
+def load_active_facts(store: GraphStore, user_ids: list[str]) -> list[FactRef]:
+    types = [p.name for p in PREDICATES.values() if not p.behaviour]
+    res = store.ro_query(_ACTIVE_FACTS, {"ids": user_ids, "types": types})
+    return [FactRef(**r) for r in res.records()]
+
+
+def supersede_functional(facts: list[FactRef]) -> list[ConflictRecord]:
+    """At most one active object per functional predicate: the newest evidence wins."""
+    groups: dict[tuple[str, str], list[FactRef]] = defaultdict(list)
+    for f in facts:
+        if PREDICATES[f.predicate].functional:
+            groups[(f.user_id, f.predicate)].append(f)
+    out = []
+    for (uid, pred), group in groups.items():
+        if len(group) < 2:
+            continue
+        winner, *losers = sorted(group, key=_newest_first, reverse=True)
+        changes = [
+            Change(fact=f, new_status="superseded", valid_to=winner.valid_from or winner.last_seen,
+                   reason=f"superseded by {winner.label} ({winner.key})")
+            for f in losers
+        ]
+        out.append(
+            ConflictRecord(
+                id=_conflict_id("functional", uid, [f.ref() for f in group], winner.ref()),
+                user_id=uid,
+                rule="functional",
+                resolution="superseded",
+                detail=f"{pred} allows one value; {winner.label} is newest, "
+                f"superseding {', '.join(str(f.label) for f in losers)}",
+                winner=winner.ref(),
+                changes=changes,
+            )
+        )
+    return out
+
+
+def resolve_exclusive(facts: list[FactRef]) -> list[ConflictRecord]:
+    """Exclusive partners on the same object (LIKES vs DISLIKES): the newest evidence wins."""
+    by_object: dict[tuple[str, str], dict[str, FactRef]] = defaultdict(dict)
+    for f in facts:
+        by_object[(f.user_id, f.key)][f.predicate] = f
+    out = []
+    seen: set[str] = set()
+    for (uid, _key), preds in by_object.items():
+        for name, fact in preds.items():
+            for partner in PREDICATES[name].exclusive_with:
+                other = preds.get(partner)
+                if other is None:
+                    continue
+                pair = sorted([fact, other], key=_newest_first, reverse=True)
+                winner, loser = pair
+                cid = _conflict_id("exclusive", uid, [fact.ref(), other.ref()], winner.ref())
+                if cid in seen:
+                    continue
+                seen.add(cid)
+                out.append(
+                    ConflictRecord(
+                        id=cid,
+                        user_id=uid,
+                        rule="exclusive",
+                        resolution="superseded",
+                        detail=f"{winner.predicate} and {loser.predicate} {winner.label} "
+                        f"cannot both hold; the newer {winner.predicate} wins",
+                        winner=winner.ref(),
+                        changes=[
+                            Change(fact=loser, new_status="superseded",
+                                   valid_to=winner.valid_from or winner.last_seen,
+                                   reason=f"contradicted by newer {winner.predicate}")
+                        ],
+                    )
+                )
+    return out
+
+
+def class_closure(store: GraphStore, keys: list[str]) -> dict[str, set[str]]:
+    """Entity key → its own QID plus every class reachable via INSTANCE_OF/SUBCLASS_OF.
+
+    Entities with no type information at all are left out: the range rule cannot judge them.
+    """
+    out: dict[str, set[str]] = {}
+    for row in store.ro_query(_CLASS_CLOSURE, {"keys": keys}).records():
+        classes = {c for c in row["classes"] if c}
+        if classes:
+            out[row["key"]] = classes | ({row["qid"]} if row["qid"] else set())
+    return out
+
+
+def quarantine_range(store: GraphStore, facts: list[FactRef]) -> list[ConflictRecord]:
+    """The object's Wikidata types must reach the predicate's allowed classes."""
+    ranged = [
+        f for f in facts if PREDICATES[f.predicate].range_classes and f.target_label == "Entity"
+    ]
+    if not ranged:
+        return []
+    closure = class_closure(store, sorted({f.key for f in ranged}))
+    out = []
+    for f in ranged:
+        pred: Predicate = PREDICATES[f.predicate]
+        classes = closure.get(f.key)
+        if classes is None or classes & set(pred.range_classes):
+            continue
+        reason = (
+            f"{f.predicate} needs one of {', '.join(pred.range_classes[:4])}…; "
+            f"{f.label} ({f.key}) is a {', '.join(sorted(classes)[:4])}"
+        )
+        out.append(
+            ConflictRecord(
+                id=_conflict_id("range", f.user_id, [f.ref()], None),
+                user_id=f.user_id,
+                rule="range",
+                resolution="quarantined",
+                detail=reason,
+                changes=[Change(fact=f, new_status="quarantined", reason=reason)],
+            )
+        )
+    return out
+
+
+def flag_derived(store: GraphStore, user_ids: list[str]) -> list[ConflictRecord]:
+    """Conflicts through the hierarchy (vegetarian vs likes something under meat): flagged only."""
+    out = []
+    for rule in DERIVED_CONFLICT_RULES:
+        res = store.ro_query(
+            derived_statement(rule),
+            {"ids": user_ids, "values": list(rule.literal_values), "classes": list(rule.descendant_of)},
+        )
+        for r in res.records():
+            refs = [f"{rule.literal_predicate}:{r['value']}", f"{rule.predicate}:{r['key']}"]
+            out.append(
+                ConflictRecord(
+                    id=_conflict_id(rule.name, r["user_id"], refs, None),
+                    user_id=r["user_id"],
+                    rule=rule.name,
+                    resolution="flagged",
+                    detail=f"{rule.literal_predicate} {r['value']} but {rule.predicate} {r['label']}: "
+                    f"{rule.description}",
+                )
+            )
+    return out
+
+
+def apply_changes(store: GraphStore, conflicts: list[ConflictRecord]) -> list[ConflictRecord]:
+    """Write status changes and Conflict nodes; conflicts already recorded (e.g. reverted) are skipped."""
+    if not conflicts:
+        return []
+    existing = {
+        row[0]
+        for row in store.ro_query(_EXISTING_CONFLICTS, {"ids": [c.id for c in conflicts]}).rows
+    }
+    fresh = [c for c in conflicts if c.id not in existing]
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for c in fresh:
+        for ch in c.changes:
+            grouped[(ch.fact.predicate, ch.fact.target_label)].append(
+                {
+                    "user_id": ch.fact.user_id,
+                    "key": ch.fact.key,
+                    "status": ch.new_status,
+                    "valid_to": ch.valid_to,
+                    "reason": ch.reason,
+                }
+            )
+    for (pred, label), rows in grouped.items():
+        store.query(set_statement(pred, label), {"rows": rows})
+    if fresh:
+        now = _now()
+        store.query(_WRITE_CONFLICTS, {"rows": [_conflict_row(c, now) for c in fresh]})
+    return fresh
+
+
+def _conflict_row(c: ConflictRecord, ts: str) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "user_id": c.user_id,
+        "rule": c.rule,
+        "ts": ts,
+        "resolution": c.resolution,
+        "detail": c.detail,
+        "winner": c.winner,
+        "changes": json.dumps([ch.model_dump() for ch in c.changes], ensure_ascii=False),
+    }
+
+
+def check_users(store: GraphStore, user_ids: list[str], *, batch: int = 2000) -> CheckReport:
+    """Run every rule on these users, in an order where later rules see earlier resolutions."""
+    report = CheckReport(users=len(user_ids))
+    for start in range(0, len(user_ids), batch):
+        ids = user_ids[start : start + batch]
+        facts = load_active_facts(store, ids)
+        report.conflicts += apply_changes(store, quarantine_range(store, facts))
+        facts = load_active_facts(store, ids)
+        report.conflicts += apply_changes(store, resolve_exclusive(facts))
+        facts = load_active_facts(store, ids)
+        report.conflicts += apply_changes(store, supersede_functional(facts))
+        report.conflicts += apply_changes(store, flag_derived(store, ids))
+    return report
+
+
+_GET_CONFLICT = """
+MATCH (c:Conflict {id: $id})
+RETURN c.resolution AS resolution, c.changes AS changes
+"""
+
+_MARK_REVERTED = """
+MATCH (c:Conflict {id: $id})
+SET c.resolution = 'reverted', c.reverted_from = $previous, c.reverted_at = $ts
+"""
+
+
+class ConflictNotFound(LookupError):
+    pass
+
+
+def revert_conflict(store: GraphStore, conflict_id: str) -> int:
+    """Put every fact a resolution changed back as it was; the Conflict stays, marked reverted."""
+    rows = store.ro_query(_GET_CONFLICT, {"id": conflict_id}).records()
+    if not rows:
+        raise ConflictNotFound(f"no conflict with id {conflict_id!r}")
+    if rows[0]["resolution"] == "reverted":
+        return 0
+    changes = [Change(**c) for c in json.loads(rows[0]["changes"] or "[]")]
+    for ch in changes:
+        row = {
+            "user_id": ch.fact.user_id,
+            "key": ch.fact.key,
+            "status": ch.fact.status,
+            "valid_to": ch.fact.valid_to,
+            "reason": "reverted by review",
+        }
+        store.query(set_statement(ch.fact.predicate, ch.fact.target_label), {"rows": [row]})
+    store.query(_MARK_REVERTED, {"id": conflict_id, "previous": rows[0]["resolution"], "ts": _now()})
+    return len(changes)

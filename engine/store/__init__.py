@@ -1,0 +1,63 @@
+"""The only way stages reach the graph: one protocol, two real adapters."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from engine.config import Settings
+from engine.store.base import (
+    GraphEdge,
+    GraphNode,
+    GraphStore,
+    QueryResult,
+    ReadOnlyViolation,
+    StoreError,
+)
+from engine.store.embedded import EmbeddedFalkorDB, ServerStatus
+
+NEO4J_SCHEMES = {"neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"}
+
+
+def open_store(settings: Settings, *, start: bool = True) -> GraphStore:
+    """Connect to the configured backend; the embedded server is started (or reused) on demand."""
+    uri = settings.graph_uri
+    if uri == "embedded":
+        server = EmbeddedFalkorDB(settings.home)
+        status = server.start() if start else server.status()
+        if not status.running or status.port is None:
+            raise StoreError("the embedded FalkorDB is not running; start it with `persona db start`")
+        from engine.store.falkor import FalkorStore
+
+        store: GraphStore = FalkorStore("127.0.0.1", status.port, settings.graph_name)
+    else:
+        parsed = urlparse(uri)
+        if parsed.scheme in {"falkordb", "redis"}:
+            from engine.store.falkor import FalkorStore
+
+            store = FalkorStore(parsed.hostname or "127.0.0.1", parsed.port or 6379, settings.graph_name)
+        elif parsed.scheme in NEO4J_SCHEMES:
+            from engine.store.neo4j_store import Neo4jStore
+
+            store = Neo4jStore(
+                uri, settings.neo4j_user, settings.neo4j_password, settings.neo4j_database
+            )
+        else:
+            raise StoreError(
+                f"unsupported PERSONA_GRAPH_URI {uri!r}: use 'embedded', falkordb://host:port "
+                "or neo4j://host:7687"
+            )
+    store.ensure_schema()
+    return store
+
+
+__all__ = [
+    "EmbeddedFalkorDB",
+    "GraphEdge",
+    "GraphNode",
+    "GraphStore",
+    "QueryResult",
+    "ReadOnlyViolation",
+    "ServerStatus",
+    "StoreError",
+    "open_store",
+]

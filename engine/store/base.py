@@ -1,0 +1,63 @@
+"""The one protocol every graph backend implements, and the neutral result shape."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+
+class StoreError(RuntimeError):
+    """The graph store could not be reached or refused a statement."""
+
+
+class ReadOnlyViolation(StoreError):
+    """A statement sent through the read-only path tried to write."""
+
+
+class GraphNode(BaseModel):
+    id: str
+    labels: list[str]
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class GraphEdge(BaseModel):
+    id: str
+    type: str
+    source: str
+    target: str
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class QueryResult(BaseModel):
+    """Rows with nodes and edges turned into GraphNode / GraphEdge, the same on every backend."""
+
+    columns: list[str] = Field(default_factory=list)
+    rows: list[list[Any]] = Field(default_factory=list)
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=False)) for row in self.rows]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows and self.rows[0] else None
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    backend: str
+
+    def query(self, cypher: str, params: dict[str, Any] | None = None) -> QueryResult:
+        """Run a (possibly writing) statement."""
+        ...
+
+    def ro_query(
+        self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None
+    ) -> QueryResult:
+        """Run a statement the database itself holds to read-only."""
+        ...
+
+    def ensure_schema(self) -> None:
+        """Create indexes and constraints if missing."""
+        ...
+
+    def close(self) -> None: ...
