@@ -36,6 +36,16 @@ class FactLine(BaseModel):
     source: str = Field(default="facts", max_length=64)
     lang: str | None = Field(default=None, max_length=16)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: object) -> object:
+        # NUL cannot travel through the graph stores' query protocol: refuse it by field.
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, str) and "\x00" in value:
+                    raise ValueError(f"{key}: contains a NUL character")
+        return data
+
     @field_validator("user_id", "doc_id")
     @classmethod
     def _not_blank(cls, v: str) -> str:

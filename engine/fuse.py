@@ -8,6 +8,7 @@ edge is written by one atomic statement, which is what makes a crash mid-batch s
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ from engine.store import GraphStore
 from graph_schema import CONTEXT_RELATIONS, Target, checked_identifier
 
 RECENT_EVIDENCE = 10
+# Concurrent connections for independent chunks of one write phase.
+WORKERS = 2
 
 
 class DocumentIn(BaseModel):
@@ -214,8 +217,7 @@ def upsert_users_and_documents(
     for f in facts:
         seen(f.user_id, stamp(f.ts))
     rows = list(users.values())
-    for chunk in _chunks_by_size(rows, batch):
-        store.query(_UPSERT_USERS_AND_DOCUMENTS, {"rows": chunk})
+    run_chunks(store, [(_UPSERT_USERS_AND_DOCUMENTS, c) for c in _chunks_by_size(rows, batch)])
     for chunk in _chunks(rescored, batch):
         store.query(_UPDATE_DOCUMENT_SENTIMENT, {"rows": chunk})
     return sorted(users)
@@ -317,13 +319,25 @@ def _iso_cache() -> Any:
     return stamp
 
 
+def run_chunks(store: GraphStore, jobs: list[tuple[str, list[Any]]], workers: int = WORKERS) -> list[Any]:
+    """Send independent statements on `workers` connections and return their first cells.
+
+    Only for chunks that touch disjoint edges/nodes: while the database executes one chunk, the
+    next one is serialised (the client releases the GIL while it waits on the socket).
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        return [store.query(stmt, {"rows": rows}).scalar() for stmt, rows in jobs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: store.query(job[0], {"rows": job[1]}).scalar(), jobs))
+
+
 def write_fact_edges(store: GraphStore, facts: list[ResolvedFact], batch: int) -> int:
-    written = 0
-    for (pred, label), rows in _edge_rows(facts).items():
-        statement = fact_edge_statement(pred, label)
-        for chunk in _chunks(rows, batch):
-            written += int(store.query(statement, {"rows": chunk}).scalar() or 0)
-    return written
+    jobs = [
+        (fact_edge_statement(pred, label), chunk)
+        for (pred, label), rows in _edge_rows(facts).items()
+        for chunk in _chunks(rows, batch)
+    ]
+    return sum(int(n or 0) for n in run_chunks(store, jobs))
 
 
 def fuse(

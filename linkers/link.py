@@ -7,6 +7,7 @@ P31/P279/is-a closure → score (match, prior, predicate preference, context) �
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -103,11 +104,24 @@ def _profile(kb: KnowledgeBase, i: int) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _context_score(kb: KnowledgeBase, i: int, context: str | None) -> float:
+_CLAUSE = re.compile(r"[,.;:!?\n，。；：！？、]+")
+
+
+def mention_window(context: str, mention: str) -> str:
+    """The clause(s) of the context holding the mention: cues elsewhere in a document are about
+    other things ("moved to Berlin, loving the coffee" says nothing about coffee being a place)."""
+    folded = mention.casefold()
+    clauses = [c for c in _CLAUSE.split(context) if folded and folded in c.casefold()]
+    return " ".join(clauses) if clauses else context
+
+
+def _context_score(kb: KnowledgeBase, i: int, context: str | None, mention: str = "") -> float:
     if not context:
         return 0.5
+    context = mention_window(context, mention)
     cued = cued_domains(context)
-    ctx_words = words(context)
+    # The mention itself is in the context: it says nothing about which sense is meant.
+    ctx_words = words(context) - words(mention)
     ov = overlap(ctx_words, _profile(kb, i))
     if not cued and not ov:
         return 0.5
@@ -144,7 +158,7 @@ def rank(
             WEIGHTS["match"] * match
             + WEIGHTS["prior"] * kb.prior[i]
             + WEIGHTS["predicate"] * pref
-            + WEIGHTS["context"] * _context_score(kb, i, context)
+            + WEIGHTS["context"] * _context_score(kb, i, context, mention)
         )
         ok = not pred or not pred.range_classes or _in_range(kb, i, pred.range_classes)
         scored.append(Scored(i, round(score, 4), match, how, ok))

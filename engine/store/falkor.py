@@ -71,7 +71,10 @@ class FalkorStore:
     backend = "falkordb"
 
     def __init__(self, host: str, port: int, graph: str = "persona") -> None:
-        self._db = FalkorDB(host=host, port=port)
+        try:
+            self._db = FalkorDB(host=host, port=port)  # asks the server for INFO right away
+        except redis.ConnectionError as exc:
+            raise StoreError(f"FalkorDB is not reachable at {host}:{port}: {exc}") from exc
         self._graph = self._db.select_graph(graph)
         self.graph_name = graph
 
@@ -108,10 +111,10 @@ class FalkorStore:
     def ensure_schema(self) -> None:
         for statement in falkordb_ddl():
             try:
-                self._graph.query(statement)
-            except redis.ResponseError as exc:
+                self.query(statement)
+            except StoreError as exc:
                 if "already indexed" not in str(exc).lower():
-                    raise StoreError(str(exc)) from exc
+                    raise
 
     def close(self) -> None:
         try:

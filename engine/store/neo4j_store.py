@@ -39,6 +39,12 @@ class Neo4jStore:
         self._neo4j = neo4j
         self._driver = neo4j.GraphDatabase.driver(uri, auth=(user, password))
         self._database = database
+        try:
+            # fail fast with a clear message instead of retrying transactions for 30 s
+            self._driver.verify_connectivity()
+        except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as exc:
+            self._driver.close()
+            raise StoreError(f"Neo4j is not reachable at {uri}: {exc}") from exc
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> QueryResult:
         return self._run(cypher, params, read_only=False, timeout_ms=None)

@@ -190,3 +190,11 @@ def test_context_edges_closure_is_bounded_and_deduplicated() -> None:
 
 def test_kb_loads_once() -> None:
     assert get_kb() is get_kb()
+
+
+def test_context_cues_only_count_in_the_mentions_own_clause() -> None:
+    # "moved to" cues a place, but for another clause: coffee stays the drink
+    entity = link_object(
+        "coffee", predicate="LIKES", lang="en", context="Just moved to Berlin, loving the coffee here."
+    )
+    assert entity.qid == "Q8486"
