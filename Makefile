@@ -6,12 +6,14 @@ STAMP  := $(VENV)/.setup-done
 
 .PHONY: setup demo test test-fast lint bench clean
 
-$(STAMP): pyproject.toml tools/cypherlint/package-lock.json scripts/setup-system.sh
+$(STAMP): pyproject.toml tools/cypherlint/package-lock.json engine/ui/package-lock.json scripts/setup-system.sh
 	bash scripts/setup-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install -e '.[dev]'
 	npm ci --prefix tools/cypherlint --no-audit --no-fund --loglevel=error
+	# --ignore-scripts: a swagger-ui-dist dependency's install script phones home
+	npm ci --prefix engine/ui --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,4 +35,4 @@ bench: setup
 	$(BIN)/python benchmarks/linking.py
 
 clean:
-	rm -rf $(VENV) tools/cypherlint/node_modules .pytest_cache
+	rm -rf $(VENV) tools/cypherlint/node_modules engine/ui/node_modules .pytest_cache

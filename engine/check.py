@@ -354,6 +354,9 @@ RETURN c.resolution AS resolution, c.changes AS changes
 _MARK_REVERTED = """
 MATCH (c:Conflict {id: $id})
 SET c.resolution = 'reverted', c.reverted_from = $previous, c.reverted_at = $ts
+WITH c
+MATCH (u:User {id: c.user_id})
+SET u.updated_at = $ts
 """
 
 

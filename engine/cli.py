@@ -11,8 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine.api.cli import serve
 from engine.config import Settings
 from engine.eval.cli import eval_app
+from engine.segment.cli import export as export_command
+from engine.segment.cli import ingest_events as ingest_events_command
+from engine.segment.cli import segment_app
 from engine.store import EmbeddedFalkorDB, GraphNode, GraphStore, ReadOnlyViolation, StoreError, open_store
 from linkers.cli import kb_app
 
@@ -25,6 +29,10 @@ db_app = typer.Typer(help="Start, stop and inspect the embedded FalkorDB.", no_a
 app.add_typer(db_app, name="db")
 app.add_typer(kb_app, name="kb", help="Build, inspect and query the Wikidata knowledge base.")
 app.add_typer(eval_app, name="eval")
+app.command("serve")(serve)
+app.add_typer(segment_app, name="segment")
+app.command("ingest-events")(ingest_events_command)
+app.command("export")(export_command)
 
 console = Console()
 err = Console(stderr=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -66,7 +66,8 @@ UNWIND $rows AS ur
 MERGE (u:User {id: ur.id})
 ON CREATE SET u.first_seen = ur.first, u.last_seen = ur.last, u.n_docs = 0, u.langs = []
 SET u.first_seen = CASE WHEN ur.first < u.first_seen THEN ur.first ELSE u.first_seen END,
-    u.last_seen = CASE WHEN ur.last > u.last_seen THEN ur.last ELSE u.last_seen END
+    u.last_seen = CASE WHEN ur.last > u.last_seen THEN ur.last ELSE u.last_seen END,
+    u.updated_at = $at
 WITH u, ur
 UNWIND ur.docs AS r
 CREATE (d:Document {id: r.id, user_id: ur.id, ts: r.ts, source: r.source})-[:ABOUT]->(u)
@@ -217,7 +218,13 @@ def upsert_users_and_documents(
     for f in facts:
         seen(f.user_id, stamp(f.ts))
     rows = list(users.values())
-    run_chunks(store, [(_UPSERT_USERS_AND_DOCUMENTS, c) for c in _chunks_by_size(rows, batch)])
+    # updated_at (wall clock, not evidence time) lets incremental segment refresh find back-filled data
+    at = iso(datetime.now(timezone.utc))
+    run_chunks(
+        store,
+        [(_UPSERT_USERS_AND_DOCUMENTS, c) for c in _chunks_by_size(rows, batch)],
+        extra={"at": at},
+    )
     for chunk in _chunks(rescored, batch):
         store.query(_UPDATE_DOCUMENT_SENTIMENT, {"rows": chunk})
     return sorted(users)
@@ -319,16 +326,26 @@ def _iso_cache() -> Any:
     return stamp
 
 
-def run_chunks(store: GraphStore, jobs: list[tuple[str, list[Any]]], workers: int = WORKERS) -> list[Any]:
+def run_chunks(
+    store: GraphStore,
+    jobs: list[tuple[str, list[Any]]],
+    *,
+    extra: dict[str, Any] | None = None,
+    workers: int = WORKERS,
+) -> list[Any]:
     """Send independent statements on `workers` connections and return their first cells.
 
     Only for chunks that touch disjoint edges/nodes: while the database executes one chunk, the
     next one is serialised (the client releases the GIL while it waits on the socket).
     """
+
+    def send(job: tuple[str, list[Any]]) -> Any:
+        return store.query(job[0], {"rows": job[1], **(extra or {})}).scalar()
+
     if workers <= 1 or len(jobs) <= 1:
-        return [store.query(stmt, {"rows": rows}).scalar() for stmt, rows in jobs]
+        return [send(job) for job in jobs]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda job: store.query(job[0], {"rows": job[1]}).scalar(), jobs))
+        return list(pool.map(send, jobs))
 
 
 def write_fact_edges(store: GraphStore, facts: list[ResolvedFact], batch: int) -> int:

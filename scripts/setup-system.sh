@@ -6,6 +6,10 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
+# Debian's Chromium for the browser test tier (Playwright drives it; no `playwright install`).
+[ -x /usr/bin/chromium ] || need+=(chromium)
+# A CJK font so Chinese evidence text renders in browser screenshots.
+dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,0 +1,149 @@
+"""Behaviour ingestion (`persona ingest-events`) against the real embedded FalkorDB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from engine.config import Settings
+from engine.events import Event, apply_events, ingest_event_file
+from engine.segment.cli import export, ingest_events, segment_app
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+
+def cli_app() -> typer.Typer:
+    """The commands mounted the way engine/cli.py mounts them (root callback sets Settings)."""
+    app = typer.Typer()
+
+    @app.callback()
+    def main(ctx: typer.Context) -> None:
+        ctx.obj = Settings.from_env()
+
+    app.add_typer(segment_app, name="segment")
+    app.command("ingest-events")(ingest_events)
+    app.command("export")(export)
+    return app
+
+
+def ev(**kw: object) -> str:
+    base = {"user_id": "ana", "type": "purchase", "item": "basketball", "item_qid": "Q5372", "amount": 30.0,
+            "currency": "eur", "ts": "2024-05-01T10:00:00Z"}
+    base.update(kw)
+    return json.dumps(base)
+
+
+def edge(store, user: str, rel: str = "PURCHASED") -> dict:
+    rows = store.ro_query(
+        f"MATCH (:User {{id: $u}})-[p:{rel}]->(e:Entity) RETURN e.key, p", {"u": user}).rows
+    return {k: p.properties for k, p in rows}
+
+
+def user(store, uid: str) -> dict:
+    return store.ro_query("MATCH (u:User {id: $u}) RETURN u", {"u": uid}).scalar().properties
+
+
+def test_events_become_edges_with_net_counts_amounts_and_rfm(store, tmp_path: Path) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_text("\n".join([
+        ev(event_id="e1"),
+        ev(event_id="e2", ts="2024-05-03T10:00:00Z", amount=20),
+        ev(event_id="e3", type="refund", ts="2024-05-04T10:00:00Z", amount=20),
+        ev(event_id="e4", type="view", item="Nike", item_qid="Q483915", amount=None),
+        ev(event_id="e5", type="cart", item="Nike", item_qid="Q483915", amount=None, ts="2024-05-02T00:00:00Z"),
+    ]) + "\n")
+    report = ingest_event_file(store, f)
+    assert (report.events_applied, report.errors) == (5, [])
+    p = edge(store, "ana")["Q5372"]
+    assert (p["count"], p["amount"], p["refund_count"]) == (1, 30.0, 1)
+    assert (p["first_ts"], p["last_ts"], p["last_purchase_ts"]) == (
+        "2024-05-01T10:00:00Z", "2024-05-04T10:00:00Z", "2024-05-03T10:00:00Z")
+    assert p["currency"] == "EUR"
+    v = edge(store, "ana", "VIEWED")["Q483915"]
+    assert (v["count"], v["cart_count"]) == (2, 1)
+    u = user(store, "ana")
+    assert (u["purchase_count"], u["purchase_amount"], u["last_purchase_ts"], u["view_count"]) == (
+        1, 30.0, "2024-05-03T10:00:00Z", 2)
+    assert u["updated_at"] and "rfm_recency_days" not in u
+    # idempotent: the same file again changes nothing
+    again = ingest_event_file(store, f)
+    assert again.events_applied == 0
+    assert edge(store, "ana")["Q5372"] == p
+
+
+def test_events_without_id_dedupe_by_content(store) -> None:
+    e = Event.model_validate_json(ev())
+    apply_events(store, [e, e])
+    apply_events(store, [e])
+    assert edge(store, "ana")["Q5372"]["count"] == 1
+
+
+def test_items_are_linked_with_context_for_traversal(store) -> None:
+    apply_events(store, [Event.model_validate_json(ev(item="basketball", item_qid=None))])
+    keys = list(edge(store, "ana"))
+    assert keys == ["Q5372"]
+    up = store.ro_query(
+        "MATCH (:Entity {key: 'Q5372'})-[:INSTANCE_OF|SUBCLASS_OF*1..3]->(c:Entity {qid: 'Q349'}) RETURN count(c)"
+    ).scalar()
+    assert up >= 1
+
+
+def test_category_links_unknown_items_into_the_hierarchy(store) -> None:
+    apply_events(store, [Event.model_validate_json(ev(item="Zqxv Pro 3000", item_qid=None, category="basketball"))])
+    (key,) = edge(store, "ana")
+    assert key.startswith("nil:")
+    assert store.ro_query(
+        "MATCH (:Entity {key: $k})-[:INSTANCE_OF]->(c:Entity {qid: 'Q5372'}) RETURN count(c)", {"k": key}
+    ).scalar() == 1
+
+
+def test_bad_lines_reported_with_line_and_field_rest_goes_in(tmp_path: Path, cli_env) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_text("\n".join([
+        ev(event_id="ok1"),
+        '{"user_id": "ana", broken',
+        ev(event_id="b1", type="teleport"),
+        ev(event_id="b2", amount=-5),
+        ev(event_id="b3", ts="last tuesday"),
+        ev(event_id="b4", item_qid="64"),
+        ev(event_id="b5", currency="euros"),
+        ev(event_id="b6", colour="red"),
+        "",
+        ev(event_id="ok2", user_id="bob"),
+    ]) + "\n")
+    result = runner.invoke(cli_app(), ["ingest-events", str(f), "--json"], env=cli_env)
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["events_applied"] == 2
+    errors = "\n".join(summary["errors"])
+    for expected in ("line 2: json:", "line 3: type:", "line 4: amount:", "line 5: ts:", "line 6: item_qid:",
+                     "line 7: currency:", "line 8: colour: unknown field"):
+        assert expected in errors, errors
+
+
+def test_csv_events(tmp_path: Path, cli_env, store) -> None:
+    f = tmp_path / "events.csv"
+    f.write_text(
+        "user_id,type,item,item_qid,category,amount,currency,ts,event_id\n"
+        "ana,purchase,basketball,Q5372,,12.5,USD,2024-01-01T00:00:00Z,c1\n"
+        "bob,view,Nike,Q483915,,,,2024-01-02T00:00:00Z,\n"
+        "cy,purchase,basketball,Q5372,,abc,USD,2024-01-01T00:00:00Z,c3\n"
+    )
+    result = runner.invoke(cli_app(), ["ingest-events", str(f)], env=cli_env)
+    assert result.exit_code == 1
+    assert "line 4: amount:" in result.output
+    assert edge(store, "ana")["Q5372"]["amount"] == 12.5
+    assert edge(store, "bob", "VIEWED")["Q483915"]["count"] == 1
+
+
+def test_help_for_every_command(cli_env) -> None:
+    app = cli_app()
+    for args in (["ingest-events"], ["export"], ["segment"], ["segment", "apply"], ["segment", "list"],
+                 ["segment", "run"], ["segment", "members"], ["segment", "discover"], ["segment", "explain"]):
+        result = runner.invoke(app, [*args, "--help"], env=cli_env)
+        assert result.exit_code == 0, (args, result.output)
