@@ -292,35 +292,24 @@ def forget(
 
 
 @app.command()
-def demo(ctx: typer.Context) -> None:
-    """Run the demo pipeline on the embedded default: example facts → graph → rules → personas."""
-    from importlib.resources import as_file, files
-
-    from engine.facts_input import FactLine, read_fact_lines
-    from engine.persona import get_persona
-    from engine.pipeline import apply_fact_lines
+def demo(
+    ctx: typer.Context,
+    serve_ui: bool = typer.Option(True, "--serve/--no-serve", help="Serve the explorer afterwards"),
+    port: int = typer.Option(8765, help="Port for the explorer"),
+) -> None:
+    """Run the demo pipeline on the embedded default, then serve the explorer (Ctrl-C stops it)."""
+    from engine.demo import print_demo, run_demo
 
     settings = settings_of(ctx)
     store = connect(ctx)
-    source = files("engine.examples").joinpath("demo_facts.jsonl")
-    with as_file(source) as path:
-        lines = [f for _, f in read_fact_lines(Path(path)) if isinstance(f, FactLine)]
-    report = apply_fact_lines(store, settings, lines)
-    console.print(
-        f"[bold]demo[/bold]: {report.facts_applied} facts from {report.documents} documents into "
-        f"{settings.graph_uri} (home {settings.home}); resolutions {report.check.counts()}"
-    )
-    for user in report.fuse.users:
-        persona = get_persona(store, user)
-        table = Table(title=f"persona of {user}")
-        for col in ("predicate", "object", "wikidata", "status", "confidence"):
-            table.add_column(col)
-        for f in persona.facts:
-            table.add_row(f.predicate, str(f.label), f.qid or f.key, f.status or "", f"{f.confidence or 0:.2f}")
-        console.print(table)
-        for c in persona.conflicts:
-            console.print(f"  [yellow]{c.rule}[/yellow] {c.resolution}: {c.detail}")
-    console.print("Try: persona show ana · persona conflicts luis · persona cypher 'MATCH (u:User) RETURN u.id'")
+    report = run_demo(store, settings)
+    print_demo(store, report, console)
+    url = f"http://127.0.0.1:{port}/"
+    if not serve_ui:
+        console.print(f"Explore it: persona serve --port {port}  →  {url}")
+        return
+    console.print("(Ctrl-C stops the explorer; the data stays in the persona home)")
+    serve(ctx, host="127.0.0.1", port=port, log_level="warning")
 
 
 # --- cypher ---------------------------------------------------------------------------------

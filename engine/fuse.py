@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -219,7 +219,7 @@ def upsert_users_and_documents(
         seen(f.user_id, stamp(f.ts))
     rows = list(users.values())
     # updated_at (wall clock, not evidence time) lets incremental segment refresh find back-filled data
-    at = iso(datetime.now(timezone.utc))
+    at = iso(datetime.now(UTC))
     run_chunks(
         store,
         [(_UPSERT_USERS_AND_DOCUMENTS, c) for c in _chunks_by_size(rows, batch)],

@@ -1,0 +1,23 @@
+"""The demo pipeline (what `make demo` runs) end to end on the real embedded FalkorDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.demo import run_demo
+from engine.persona import get_persona
+from engine.segment import segment_members
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_builds_personas_rules_behaviour_and_segments(store, settings) -> None:
+    report = run_demo(store, settings)
+    assert {"ana", "luis", "mei"} <= set(report.users)
+    assert report.events >= 5
+    ana = {(f.predicate, f.qid, f.status) for f in get_persona(store, "ana").facts}
+    assert ("LIVES_IN", "Q64", "active") in ana and ("LIVES_IN", "Q956", "superseded") in ana
+    assert ("PURCHASED", "Q5372", None) in {(p, q, None) for p, q, _ in ana}
+    rules = {c.rule for c in get_persona(store, "luis").conflicts}
+    assert "vegetarian_likes_meat" in rules
+    assert {m.user_id for m in segment_members(store, "sport-fans")} >= {"ana", "luis"}
