@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from rich.table import Table
 from engine.api.cli import serve
 from engine.config import Settings
 from engine.eval.cli import eval_app
+from engine.ingest import ingest as ingest_command
 from engine.segment.cli import export as export_command
 from engine.segment.cli import ingest_events as ingest_events_command
 from engine.segment.cli import segment_app
@@ -30,6 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(kb_app, name="kb", help="Build, inspect and query the Wikidata knowledge base.")
 app.add_typer(eval_app, name="eval")
 app.command("serve")(serve)
+app.command("ingest")(ingest_command)
 app.add_typer(segment_app, name="segment")
 app.command("ingest-events")(ingest_events_command)
 app.command("export")(export_command)
@@ -51,6 +54,11 @@ def main(
         help="'embedded' (default), falkordb://host:port or neo4j://host:7687",
     ),
 ) -> None:
+    # Exported too, so commands that read Settings.from_env() see the same choice.
+    if home is not None:
+        os.environ["PERSONA_HOME"] = str(home)
+    if graph_uri is not None:
+        os.environ["PERSONA_GRAPH_URI"] = graph_uri
     ctx.obj = Settings.from_env(home=home, graph_uri=graph_uri)
 
 
@@ -295,14 +303,17 @@ def forget(
 def demo(
     ctx: typer.Context,
     serve_ui: bool = typer.Option(True, "--serve/--no-serve", help="Serve the explorer afterwards"),
+    llm: bool = typer.Option(True, "--llm/--no-llm", help="Run the example texts through the local LLM"),
     port: int = typer.Option(8765, help="Port for the explorer"),
 ) -> None:
     """Run the demo pipeline on the embedded default, then serve the explorer (Ctrl-C stops it)."""
-    from engine.demo import print_demo, run_demo
+    from engine.demo import load_texts, print_demo, run_demo
 
     settings = settings_of(ctx)
     store = connect(ctx)
-    report = run_demo(store, settings)
+    if llm:
+        console.print("extracting the example texts with the local LLM (first run joins the model file)…")
+    report = run_demo(store, settings, texts=load_texts if llm else None)
     print_demo(store, report, console)
     url = f"http://127.0.0.1:{port}/"
     if not serve_ui:

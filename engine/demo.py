@@ -36,6 +36,24 @@ def example_path(name: str) -> Path:
         return Path(path)
 
 
+def load_texts(store: GraphStore, settings: Settings, report: DemoReport) -> None:
+    """Example texts through redaction and the local LLM (the model loads once, ~1 GB)."""
+    from engine.contracts import Record
+    from engine.extract import ExtractionCache, make_extractor
+    from engine.ingest import process_records, read_records
+    from engine.pipeline import apply_documents
+
+    extractor = make_extractor(allow_sensitive=settings.allow_sensitive)
+    cache = ExtractionCache(Path(settings.home) / "extraction_cache.sqlite")
+    records = [r for r in read_records(example_path("demo_records.jsonl")) if isinstance(r, Record)]
+    docs = [d for d in process_records(records, extractor, cache=cache, store_text=settings.store_text)
+            if d.status == "ok"]
+    result = apply_documents(store, settings, docs)
+    report.documents += len(docs)
+    report.facts += result.facts_applied
+    report.users = sorted(set(report.users) | set(result.fuse.users))
+
+
 def load_facts(store: GraphStore, settings: Settings, report: DemoReport) -> None:
     lines = [f for _, f in read_fact_lines(example_path("demo_facts.jsonl")) if isinstance(f, FactLine)]
     result = apply_fact_lines(store, settings, lines)

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import typer
 from pydantic import BaseModel, Field, ValidationError
 
 from engine.contracts import MAX_TEXT, DocumentSentiment, Fact, Record
@@ -434,21 +435,21 @@ def _summary_table(summary: IngestSummary):
 
 
 def ingest(
-    file: Path,
-    backend: str | None = None,
-    model: str | None = None,
-    base_url: str | None = None,
-    batch_size: int = 32,
-    oversize: str = "chunk",
-    no_cache: bool = False,
-    dry_run: bool = False,
-    output: Path | None = None,
-    errors_out: Path | None = None,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Records: .jsonl, .csv or .parquet"),
+    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
+    model: str | None = typer.Option(None, help="Model path / name for the backend"),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server URL (openai backend)"),
+    batch_size: int = typer.Option(32, min=1, help="Documents per graph write"),
+    oversize: str = typer.Option("chunk", help="Texts over 20,000 characters: chunk or truncate"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached extractions"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Extract only; write nothing to the graph"),
+    output: Path | None = typer.Option(None, help="Also write extracted documents (JSONL) here"),
+    errors_out: Path | None = typer.Option(None, help="Write per-record errors (JSONL) here"),
 ) -> None:
-    """Ingest user texts from FILE (.jsonl/.csv/.parquet) into the persona graph.
+    """Ingest user texts: validate → dedupe → language → PII redaction → LLM → linking → fusion → rules.
 
-    Typer command function (the CLI registers it as `persona ingest`); parameters are plain
-    defaults so the lead can wrap them in typer.Option with help texts.
+    Prints a summary (documents, facts, drops by reason, LLM calls, tokens, seconds); exit code 1
+    when some records failed.
     """
     import typer
     from rich.console import Console

@@ -29,6 +29,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import typer
 from pydantic import BaseModel, Field
 
 from graph_schema import LiteralError, get_predicate
@@ -264,15 +265,15 @@ def report(results: list[RowResult]) -> dict[str, Any]:
 
 
 def extraction(
-    data: Path = DEFAULT_DATA,
-    size: int = 600,
-    seed: int = 13,
-    split: str = "test",
-    backend: str | None = None,
-    min_confidence: float | None = None,
-    out: Path | None = None,
+    data: Path = typer.Option(DEFAULT_DATA, help="personaext.jsonl (../shared/data/persona)"),
+    size: int = typer.Option(600, help="Stratified sample size"),
+    seed: int = typer.Option(13, help="Sampling seed"),
+    split: str = typer.Option("test", help="PersonaExt split to sample"),
+    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
+    min_confidence: float | None = typer.Option(None, help="Override the fact confidence threshold"),
+    out: Path | None = typer.Option(None, help="Write per-row results (JSONL) here"),
 ) -> None:
-    """Typer command function: `persona eval extraction` (the lead registers it)."""
+    """Fact extraction quality on PersonaExt: precision, recall, F1, valid JSON, drops by reason."""
     import typer
     from rich.console import Console
     from rich.progress import Progress

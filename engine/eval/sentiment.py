@@ -19,6 +19,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+import typer
 from pydantic import BaseModel
 
 DEFAULT_DIR = Path("../shared/data/sentiment")
@@ -127,14 +128,14 @@ def run_sentiment(
 
 
 def sentiment(
-    data_dir: Path = DEFAULT_DIR,
-    size: int = 300,
-    seed: int = 13,
-    langs: str = "zh,en,es",
-    backend: str | None = None,
-    out: Path | None = None,
+    data_dir: Path = typer.Option(DEFAULT_DIR, help="../shared/data/sentiment"),
+    size: int = typer.Option(300, help="Rows per language (balanced, seeded)"),
+    seed: int = typer.Option(13, help="Sampling seed"),
+    langs: str = typer.Option("zh,en,es", help="Comma-separated languages"),
+    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
+    out: Path | None = typer.Option(None, help="Write per-row results (JSONL) here"),
 ) -> None:
-    """Typer command function: `persona eval sentiment` (the lead registers it)."""
+    """Document sentiment macro-F1 per language (zh waimai, en UCI, es TASS)."""
     import typer
     from rich.console import Console
     from rich.progress import Progress

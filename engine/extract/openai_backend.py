@@ -149,7 +149,8 @@ class OpenAIBackend:
                         return response.json()
                     except ValueError as exc:
                         last = f"invalid JSON body: {exc}"
-                elif response.status_code == 500 and "logprob" in response.text.lower():
+                elif response.status_code == 500 and _names_a_request_feature(response.text):
+                    # Some servers (llama-cpp-python) answer a request they reject with a 500.
                     raise _Rejected(response.status_code, response.text)
                 elif response.status_code in RETRY_STATUS:
                     last = f"HTTP {response.status_code}: {response.text[:200]}"
@@ -176,6 +177,11 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _names_a_request_feature(body: str) -> bool:
+    low = body.lower()
+    return any(word in low for word in ("logprob", "response_format", "validation error"))
 
 
 def _parse_logprobs(raw: Any) -> list[TokenLogprob] | None:

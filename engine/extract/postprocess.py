@@ -262,6 +262,18 @@ def ground_facts(
     return facts, dropped
 
 
+def _retype_diet(pred, obj: str):
+    """"I'm vegetarian" comes back as LIKES vegetarian from the small model: an object that is
+    exactly a diet value (not "vegan food") is a DIET fact."""
+    if pred.name != "LIKES":
+        return pred
+    try:
+        normalise_literal("diet", obj)
+    except LiteralError:
+        return pred
+    return get_predicate("DIET")
+
+
 def _ground_one(proposed: ModelFact, text: str, lang: str, allow_sensitive: bool) -> Fact | str:
     """A Fact, or the reason it is dropped."""
     try:
@@ -275,6 +287,7 @@ def _ground_one(proposed: ModelFact, text: str, lang: str, allow_sensitive: bool
     obj = _clean_object(proposed.object)
     if not obj or obj.lower() in _EMPTY_OBJECTS:
         return "empty_object"
+    pred = _retype_diet(pred, obj)
     if _PLACEHOLDER.match(obj) or "<" in obj and ">" in obj:
         return "placeholder_object"
     span = find_span(text, obj)

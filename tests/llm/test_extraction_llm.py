@@ -28,7 +28,7 @@ FACT_CASES = [
     ("es", "Vivo en Madrid.", "LIVES_IN", "madrid"),
     ("es", "Soy profesor de matemáticas.", "WORKS_AS", "profesor"),
     ("es", "Me encanta el fútbol.", "LIKES", "fútbol"),
-    ("es", "Tengo un perro que se llama Toby.", "HAS_PET", "perro"),
+    ("es", "Tengo un perro.", "HAS_PET", "perro"),
     ("en", "I'm vegetarian and proud of it.", "DIET", "vegetarian"),
 ]
 

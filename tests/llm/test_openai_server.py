@@ -30,29 +30,32 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server_url(model_path):
+def server_url(model_path, tmp_path_factory):
     pytest.importorskip("sse_starlette", reason="needs llama-cpp-python[server]")
     pytest.importorskip("starlette_context", reason="needs llama-cpp-python[server]")
     port = _free_port()
+    # The server logs the whole model load to stderr: a pipe would fill up and block it.
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_path.open("wb")
     threads = os.environ.get("PERSONA_LLM_THREADS", "2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", "local",
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", threads],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"server exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+                pytest.fail(f"server exited: {log_path.read_text(errors='replace')[-2000:]}")
             try:
                 if httpx.get(f"{url}/models", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(1)
         else:
-            pytest.fail("llama_cpp.server did not come up within 180 s")
+            pytest.fail(f"llama_cpp.server not up within 180 s: {log_path.read_text(errors='replace')[-2000:]}")
         yield url
     finally:
         proc.terminate()
@@ -60,6 +63,7 @@ def server_url(model_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def test_extraction_through_an_openai_compatible_server(server_url):

@@ -99,6 +99,12 @@ def test_grounding_drops_and_counts():
     }
 
 
+def test_likes_a_diet_value_is_a_diet_fact():
+    proposed = answer(("LIKES", "vegetarian"), ("LIKES", "vegan food"))
+    facts, _ = ground_facts(proposed, "I'm vegetarian. I like vegan food.", "en")
+    assert [(f.predicate, f.object) for f in facts] == [("DIET", "vegetarian"), ("LIKES", "vegan food")]
+
+
 def test_sensitive_allowed_when_configured():
     facts, _ = ground_facts(answer(("HEALTH_CONDITION", "diabetic")), "I am diabetic.", "en", allow_sensitive=True)
     assert facts[0].predicate == "HEALTH_CONDITION"

@@ -167,10 +167,12 @@ def test_process_records_dedupes_caches_and_reports(tmp_path):
     assert no_text[0].redacted_text is None
 
 
-def test_ingest_command_dry_run_prints_summary(tmp_path, monkeypatch, capsys):
+def test_ingest_command_dry_run_prints_summary(tmp_path, monkeypatch):
     pytest.importorskip("presidio_analyzer")
+    from typer.testing import CliRunner
+
     import engine.extract as extract_pkg
-    from engine.ingest import ingest
+    from engine.cli import app
 
     monkeypatch.setenv("PERSONA_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(extract_pkg, "make_extractor", lambda *a, **k: Extractor(FixedBackend()))
@@ -178,8 +180,11 @@ def test_ingest_command_dry_run_prints_summary(tmp_path, monkeypatch, capsys):
     ok = json.dumps({"user_id": "u1", "text": "I live in Berlin.", "ts": TS}).encode()
     write_jsonl(path, [ok, ok, b"{bad json", json.dumps({"user_id": "u2", "text": "", "ts": TS}).encode()])
     out = tmp_path / "docs.jsonl"
-    ingest(path, dry_run=True, output=out, errors_out=tmp_path / "errors.jsonl")
-    printed = capsys.readouterr().out
+    result = CliRunner().invoke(
+        app, ["ingest", str(path), "--dry-run", "--output", str(out), "--errors-out", str(tmp_path / "errors.jsonl")],
+        env={"COLUMNS": "200"},
+    )
+    printed = result.stdout
     assert "facts kept" in printed and "LLM calls" in printed
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [d["status"] for d in docs] == ["ok", "duplicate", "empty"]
