@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +19,7 @@ PHONE, EMAIL = "13812345678", "ana.lopez@example.com"
 
 
 def test_texts_become_grounded_facts_in_the_graph(extractor, store, settings, tmp_path) -> None:
-    ts = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    ts = datetime(2024, 5, 1, tzinfo=UTC)
     records = [
         Record(user_id="u-en", doc_id="en1", ts=ts, text=f"I live in Berlin. Call me at {PHONE}."),
         Record(user_id="u-zh", doc_id="zh1", ts=ts, text="我是一名护士。"),
