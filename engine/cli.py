@@ -13,13 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.api.cli import serve
+from engine.cli_support import connect, err, print_json, settings_of
 from engine.config import Settings
 from engine.eval.cli import eval_app
 from engine.ingest import ingest as ingest_command
 from engine.segment.cli import export as export_command
 from engine.segment.cli import ingest_events as ingest_events_command
 from engine.segment.cli import segment_app
-from engine.store import EmbeddedFalkorDB, GraphNode, GraphStore, ReadOnlyViolation, StoreError, open_store
+from engine.store import EmbeddedFalkorDB, GraphNode, ReadOnlyViolation, StoreError
 from linkers.cli import kb_app
 
 app = typer.Typer(
@@ -38,7 +39,6 @@ app.command("ingest-events")(ingest_events_command)
 app.command("export")(export_command)
 
 console = Console()
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -60,23 +60,6 @@ def main(
     if graph_uri is not None:
         os.environ["PERSONA_GRAPH_URI"] = graph_uri
     ctx.obj = Settings.from_env(home=home, graph_uri=graph_uri)
-
-
-def settings_of(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, Settings) else Settings.from_env()
-
-
-def connect(ctx: typer.Context) -> GraphStore:
-    try:
-        return open_store(settings_of(ctx))
-    except StoreError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
-def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 # --- db -------------------------------------------------------------------------------------

@@ -7,46 +7,28 @@ Settings come from the root context (`ctx.find_root().obj`), falling back to the
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.config import Settings
-from engine.store import GraphStore, StoreError, open_store
+from engine.cli_support import connect as _connect
+from engine.cli_support import err
+from engine.cli_support import print_json as _json
 
 segment_app = typer.Typer(
     help="Define, run, inspect and discover audience segments.", no_args_is_help=True
 )
 console = Console()
-err = Console(stderr=True)
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, Settings) else Settings.from_env()
-
-
-def _connect(ctx: typer.Context) -> GraphStore:
-    try:
-        return open_store(_settings(ctx))
-    except StoreError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
 
-
-def _json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 def _parse_now(now: str | None) -> datetime | None:
