@@ -1,6 +1,7 @@
 """Segments at scale: synthetic users over real KB entities → segment runs, incremental refresh, export.
 
     .venv/bin/python benchmarks/segments.py [--users 1000000] [--facts-per-user 10] [--keep-home DIR]
+    .venv/bin/python benchmarks/segments.py --keep-home DIR --reuse [--export-everyone] [--baseline-rev REV]
 
 The generator draws Zipf-skewed interests (LIKES/DISLIKES/OWNS/USES/WANTS) and places (LIVES_IN)
 from real KB entities — sports that reach `sport` (Q349), places inside China (Q148) and a random
@@ -11,7 +12,12 @@ loaded with UNWIND/CREATE (it is a generator, not the fusion path).
 
 Prints (never asserts): load time, full run time of three typical segments (evaluation and
 membership writes), incremental refresh after one new fact through the real pipeline, export rows/s.
-With --keep-home the graph stays in that persona home (graph `persona`) for other benchmarks.
+With --keep-home the graph stays in that persona home (graph `persona`) for other benchmarks;
+--reuse then skips the load, the full runs and the incremental refresh when that home already holds
+users, and measures the export only. --export-everyone exports a segment of every user (created and
+run once, then kept) instead of the broad 25-44 one, so 1M users give 1M export rows.
+--baseline-rev REV also times engine/export.py as of git revision REV, alternating with the current
+code against the same graph, so both numbers come from the same run.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ import argparse
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +72,8 @@ SEGMENTS = [
     {"id": "bench-broad-25-44", "name": "Aged 25-44 (a broad audience, for export throughput)",
      "where": {"age_band": ["25-34", "35-44"]}},
 ]
+EVERYONE = {"id": "bench-everyone", "name": "Every user (export throughput at full size)",
+            "where": {"age_band": BANDS}}
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -311,16 +322,43 @@ def measure_incremental(store: FalkorStore, settings: Settings) -> None:
     print(f"  incremental with nothing touched: {report.seconds * 1000:.0f} ms")
 
 
-def measure_export(store: FalkorStore, out_dir: Path) -> None:
-    seg = SEGMENTS[-1]["id"]
-    for fmt, hashed in (("csv", False), ("parquet", True), ("jsonl", False)):
-        out = out_dir / f"{seg}.{fmt}"
-        t0 = time.perf_counter()
-        manifest = export_segment(store, seg, fmt=fmt, out=out, hash_ids=hashed, salt="bench")
-        secs = time.perf_counter() - t0
-        print(f"  export {fmt:<8} hashed={hashed!s:<5} {manifest.rows:>9,} rows in {secs:6.2f}s = "
-              f"{manifest.rows / secs:,.0f} rows/s ({out.stat().st_size / 1e6:.0f} MB)", flush=True)
-        out.unlink()
+def baseline_export(rev: str) -> Any:
+    """engine/export.py as of git revision `rev`, loaded as a separate module."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "show", f"{rev}:engine/export.py"], cwd=root, check=True,  # noqa: S603, S607
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType(f"export_at_{rev}")
+    module.__file__ = f"<{rev}:engine/export.py>"
+    sys.modules[module.__name__] = module  # dataclass/pydantic look the module up while building models
+    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own file at REV
+    return module.export_segment
+
+
+def ensure_segment(store: FalkorStore, definition: dict[str, Any]) -> bool:
+    """Create and run the segment unless the graph has it already; True when it wrote."""
+    count = store.ro_query("MATCH (s:Segment {id: $id}) RETURN count(s)", {"id": definition["id"]}).scalar()
+    if count:
+        return False
+    apply_definition(store, definition)
+    report = run_segment(store, definition["id"], now=NOW)
+    print(f"  created {definition['id']}: {report.size:,} members in {report.seconds:.1f}s", flush=True)
+    return True
+
+
+def measure_export(store: FalkorStore, out_dir: Path, seg: str, repeat: int = 1, baseline: str | None = None) -> None:
+    variants: list[tuple[str, Any]] = [("current", export_segment)]
+    if baseline:
+        variants.insert(0, (f"at {baseline}", baseline_export(baseline)))
+    for _ in range(repeat):
+        for fmt, hashed in (("csv", False), ("parquet", True), ("jsonl", False)):
+            for label, export in variants:
+                out = out_dir / f"{seg}.{fmt}"
+                t0 = time.perf_counter()
+                manifest = export(store, seg, fmt=fmt, out=out, hash_ids=hashed, salt="bench")
+                secs = time.perf_counter() - t0
+                print(f"  export {fmt:<8} hashed={hashed!s:<5} {label:<14} {manifest.rows:>9,} rows in {secs:6.2f}s = "
+                      f"{manifest.rows / secs:,.0f} rows/s ({out.stat().st_size / 1e6:.0f} MB)", flush=True)
+                out.unlink()
 
 
 def main() -> None:
@@ -330,43 +368,63 @@ def main() -> None:
     ap.add_argument("--interests", type=int, default=10_000, help="interest entities drawn from the KB")
     ap.add_argument("--places", type=int, default=4_000, help="place entities drawn from the KB")
     ap.add_argument("--keep-home", type=Path, default=None, help="persona home to keep the generated graph in")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --keep-home: if that home already holds users, skip the load and measure the export")
+    ap.add_argument("--export-everyone", action="store_true", help="export a segment of every user")
+    ap.add_argument("--export-repeat", type=int, default=1, help="export every format this many times")
+    ap.add_argument("--baseline-rev", default=None,
+                    help="also time engine/export.py at this git revision (e.g. HEAD), alternating with the current")
     args = ap.parse_args()
+    if args.reuse and not args.keep_home:
+        ap.error("--reuse needs --keep-home")
 
     home = args.keep_home.resolve() if args.keep_home else Path(tempfile.mkdtemp(prefix="persona-bench-seg-"))
     server = EmbeddedFalkorDB(home)
     status = server.start()
     settings = Settings(home=home, graph_uri=f"falkordb://127.0.0.1:{status.port}", graph_name="persona")
     store = FalkorStore("127.0.0.1", int(status.port or 0), settings.graph_name)
-    store.query("MATCH (n) DETACH DELETE n")
+    reuse = bool(args.reuse and store.ro_query("MATCH (u:User) RETURN count(u)").scalar())
+    wrote = not reuse
+    if not reuse:
+        store.query("MATCH (n) DETACH DELETE n")
     store.ensure_schema()
-    print(f"segments benchmark: {args.users:,} users × ~{args.facts_per_user} facts, home {home}", flush=True)
     try:
-        t0 = time.perf_counter()
-        interests, places = entity_pools(np.random.default_rng(11), args.interests, args.places)
-        n_ctx = load_entities(store, interests, places)
-        t_ent = time.perf_counter() - t0
-        print(f"entities: {len(interests):,} interests, {len(places):,} places, {n_ctx:,} KB context edges "
-              f"in {t_ent:.1f}s", flush=True)
-        t1 = time.perf_counter()
-        edges = load_users(store, args, interests, places)
-        t_load = time.perf_counter() - t1
-        print(f"load: {args.users:,} users, {edges:,} edges in {t_load:.1f}s ({edges / t_load:,.0f} edges/s); "
-              f"FalkorDB RSS {rss_mb(status.pid):,.0f} MB", flush=True)
-        print("full runs:")
-        measure_segments(store)
-        print("incremental refresh after one new fact:")
-        measure_incremental(store, settings)
+        if reuse:
+            users = store.ro_query("MATCH (u:User) RETURN count(u)").scalar()
+            print(f"segments benchmark: reusing {users:,} users in {home} (no load, export only)", flush=True)
+        else:
+            print(f"segments benchmark: {args.users:,} users × ~{args.facts_per_user} facts, home {home}", flush=True)
+            t0 = time.perf_counter()
+            interests, places = entity_pools(np.random.default_rng(11), args.interests, args.places)
+            n_ctx = load_entities(store, interests, places)
+            t_ent = time.perf_counter() - t0
+            print(f"entities: {len(interests):,} interests, {len(places):,} places, {n_ctx:,} KB context edges "
+                  f"in {t_ent:.1f}s", flush=True)
+            t1 = time.perf_counter()
+            edges = load_users(store, args, interests, places)
+            t_load = time.perf_counter() - t1
+            print(f"load: {args.users:,} users, {edges:,} edges in {t_load:.1f}s ({edges / t_load:,.0f} edges/s); "
+                  f"FalkorDB RSS {rss_mb(status.pid):,.0f} MB", flush=True)
+            print("full runs:")
+            measure_segments(store)
+            print("incremental refresh after one new fact:")
+            measure_incremental(store, settings)
         print("export:")
+        seg = SEGMENTS[-1]["id"]
+        if args.export_everyone:
+            wrote = ensure_segment(store, EVERYONE) or wrote
+            seg = EVERYONE["id"]
         with tempfile.TemporaryDirectory(dir=home) as out_dir:
-            measure_export(store, Path(out_dir))
+            measure_export(store, Path(out_dir), seg, args.export_repeat, args.baseline_rev)
         print(f"memory: FalkorDB RSS {rss_mb(status.pid):,.0f} MB, this process max RSS {rss_mb():,.0f} MB")
     finally:
         store.close()
-        if args.keep_home:
+        if args.keep_home and wrote:
             r = redis.Redis(host="127.0.0.1", port=int(status.port or 0))
             r.bgrewriteaof()  # compact the AOF (RDB preamble) so the next start loads fast
             while r.info("persistence").get("aof_rewrite_in_progress"):
                 time.sleep(0.5)
+        if args.keep_home:
             server.stop()
             print(f"kept the graph in {home} (graph 'persona'). Reuse it with:\n"
                   f"  PERSONA_HOME={home} .venv/bin/persona db start\n"

@@ -73,6 +73,8 @@ class CheckReport(BaseModel):
         return dict(out)
 
 
+# Rules only look at some predicates: functional and ranged ones are loaded whole (they are
+# few per user); exclusive partners are met by the database, which returns only the pairs.
 _ACTIVE_FACTS = """
 UNWIND $ids AS uid
 MATCH (u:User {id: uid})-[f]->(o)
@@ -82,6 +84,20 @@ RETURN u.id AS user_id, type(f) AS predicate, labels(o)[0] AS target_label, o.ke
        f.confidence AS confidence, f.valid_from AS valid_from, f.valid_to AS valid_to,
        f.last_seen AS last_seen
 """
+
+_EXCLUSIVE_CANDIDATES = """
+UNWIND $ids AS uid
+MATCH (u:User {id: uid})-[f]->(o)<-[g]-(u)
+WHERE type(f) IN $types AND type(g) IN $types AND type(f) <> type(g)
+  AND f.status = 'active' AND g.status = 'active'
+RETURN u.id AS user_id, type(f) AS predicate, labels(o)[0] AS target_label, o.key AS key,
+       coalesce(o.label_en, o.label_zh, o.label_es, o.value, o.key) AS label,
+       f.confidence AS confidence, f.valid_from AS valid_from, f.valid_to AS valid_to,
+       f.last_seen AS last_seen
+"""
+
+_RULED_TYPES = [p.name for p in PREDICATES.values() if not p.behaviour and (p.functional or p.range_classes)]
+_EXCLUSIVE_TYPES = [p.name for p in PREDICATES.values() if not p.behaviour and p.exclusive_with]
 
 _CLASS_CLOSURE = f"""
 UNWIND $keys AS k
@@ -148,8 +164,14 @@ def derived_statement(rule: DerivedConflictRule) -> str:
 
 
 def load_active_facts(store: GraphStore, user_ids: list[str]) -> list[FactRef]:
-    types = [p.name for p in PREDICATES.values() if not p.behaviour]
-    res = store.ro_query(_ACTIVE_FACTS, {"ids": user_ids, "types": types})
+    """Active facts of the functional and ranged predicates."""
+    res = store.ro_query(_ACTIVE_FACTS, {"ids": user_ids, "types": _RULED_TYPES})
+    return [FactRef(**r) for r in res.records()]
+
+
+def load_exclusive_candidates(store: GraphStore, user_ids: list[str]) -> list[FactRef]:
+    """Active facts that share their object with another active fact of an exclusive predicate."""
+    res = store.ro_query(_EXCLUSIVE_CANDIDATES, {"ids": user_ids, "types": _EXCLUSIVE_TYPES})
     return [FactRef(**r) for r in res.records()]
 
 
@@ -337,13 +359,19 @@ def check_users(store: GraphStore, user_ids: list[str], *, batch: int = 2000) ->
     for start in range(0, len(user_ids), batch):
         ids = user_ids[start : start + batch]
         facts = load_active_facts(store, ids)
-        report.conflicts += apply_changes(store, quarantine_range(store, facts))
-        facts = load_active_facts(store, ids)
-        report.conflicts += apply_changes(store, resolve_exclusive(facts))
-        facts = load_active_facts(store, ids)
-        report.conflicts += apply_changes(store, supersede_functional(facts))
-        report.conflicts += apply_changes(store, flag_derived(store, ids))
+        changed = apply_changes(store, quarantine_range(store, facts))
+        changed += apply_changes(store, resolve_exclusive(load_exclusive_candidates(store, ids)))
+        facts = _without(facts, changed)
+        changed += apply_changes(store, supersede_functional(facts))
+        changed += apply_changes(store, flag_derived(store, ids))
+        report.conflicts += changed
     return report
+
+
+def _without(facts: list[FactRef], conflicts: list[ConflictRecord]) -> list[FactRef]:
+    """The facts still active after these resolutions were applied."""
+    gone = {(ch.fact.user_id, ch.fact.predicate, ch.fact.key) for c in conflicts for ch in c.changes}
+    return [f for f in facts if (f.user_id, f.predicate, f.key) not in gone]
 
 
 _GET_CONFLICT = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -54,6 +55,26 @@ class GraphStore(Protocol):
         self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None
     ) -> QueryResult:
         """Run a statement the database itself holds to read-only."""
+        ...
+
+    def write_stream(self, jobs: Iterable[tuple[str, dict[str, Any]]]) -> list[QueryResult]:
+        """Run writing statements in the order given (a bulk load); their results, in order."""
+        ...
+
+    def ro_stream(
+        self,
+        cypher: str,
+        params: dict[str, Any] | None = None,
+        *,
+        batch_size: int = 100_000,
+        timeout_ms: int | None = None,
+    ) -> Iterator[list[list[Any]]]:
+        """Run one read-only statement and yield its rows in batches, for bulk reads (exports).
+
+        No QueryResult: rows are plain lists. Return scalar columns: strings, integers and null
+        come back as themselves on every backend, other types may come back as text (FalkorDB
+        sends floats as "%.15g"). One statement is one consistent read.
+        """
         ...
 
     def ensure_schema(self) -> None:

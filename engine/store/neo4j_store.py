@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from engine.store.base import GraphEdge, GraphNode, QueryResult, ReadOnlyViolation, StoreError
@@ -59,19 +61,57 @@ class Neo4jStore:
     ) -> QueryResult:
         neo4j = self._neo4j
         mode = neo4j.READ_ACCESS if read_only else neo4j.WRITE_ACCESS
-        q = neo4j.Query(cypher, timeout=timeout_ms / 1000 if timeout_ms else None)
 
+        # A transaction function takes its timeout from unit_of_work: tx.run refuses Query objects.
+        @neo4j.unit_of_work(timeout=timeout_ms / 1000 if timeout_ms else None)
         def work(tx: Any) -> QueryResult:
-            result = tx.run(q, params or {})
+            result = tx.run(cypher, params or {})
             keys = list(result.keys())
             rows = [[_convert(rec[k]) for k in keys] for rec in result]
             return QueryResult(columns=keys, rows=rows)
 
-        try:
+        with self._store_errors():
             with self._driver.session(database=self._database, default_access_mode=mode) as s:
                 return s.execute_read(work) if read_only else s.execute_write(work)
+
+    def write_stream(self, jobs: Iterable[tuple[str, dict[str, Any]]]) -> list[QueryResult]:
+        return [self.query(cypher, params) for cypher, params in jobs]
+
+    def ro_stream(
+        self,
+        cypher: str,
+        params: dict[str, Any] | None = None,
+        *,
+        batch_size: int = 100_000,
+        timeout_ms: int | None = None,
+    ) -> Iterator[list[list[Any]]]:
+        """Run one read-only statement in a READ transaction; yield its rows in batches as the
+        driver fetches them (records are pulled lazily, so memory stays at about one batch)."""
+        neo4j = self._neo4j
+        timeout = timeout_ms / 1000 if timeout_ms else None
+        with self._store_errors():
+            with self._driver.session(
+                database=self._database, default_access_mode=neo4j.READ_ACCESS, fetch_size=10_000
+            ) as s:
+                with s.begin_transaction(timeout=timeout) as tx:  # Query objects are for session.run only
+                    batch: list[list[Any]] = []
+                    for record in tx.run(cypher, params or {}):
+                        batch.append([_convert(v) for v in record.values()])
+                        if len(batch) >= batch_size:
+                            yield batch
+                            batch = []
+                    if batch:
+                        yield batch
+
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """Driver errors as the store's own: a write refused by a READ session, or any other."""
+        neo4j = self._neo4j
+        try:
+            yield
         except neo4j.exceptions.ClientError as exc:
-            if read_only and "read" in (exc.code or "").lower() + str(exc).lower():
+            text = f"{exc.code or ''} {exc}".lower()
+            if "accessmode" in text or "read access mode" in text or "read-only" in text:
                 raise ReadOnlyViolation(f"refused: the read-only path does not run writes ({exc})") from exc
             raise StoreError(str(exc)) from exc
         except neo4j.exceptions.Neo4jError as exc:

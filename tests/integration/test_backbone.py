@@ -91,6 +91,31 @@ def test_same_document_twice_changes_nothing(store, settings: Settings) -> None:
     assert snapshot[("AGE_BAND", "age_band:25-34")]["status"] == "active"
 
 
+def test_one_batch_and_two_batches_fuse_to_the_same_edge(store, settings: Settings) -> None:
+    """A new edge is computed client-side, an existing one by Cypher: both must agree."""
+    lines = [
+        fact(doc_id="d1", ts="2024-03-01T00:00:00Z", predicate="LIKES", object="zqx tea", confidence=0.6,
+             sentiment=0.5),
+        fact(doc_id="d2", ts="2024-01-01T00:00:00Z", predicate="LIKES", object="zqx tea", confidence=0.5),
+        fact(doc_id="d3", ts="2024-02-01T00:00:00Z", predicate="LIKES", object="zqx tea", confidence=0.3,
+             sentiment=-0.1),
+    ]
+    apply_fact_lines(store, settings, lines)
+    together = edges(store)[("LIKES", "nil:thing:zqx tea")]
+    store.query("MATCH (n) DETACH DELETE n")
+    for line in lines:
+        apply_fact_lines(store, settings, [line])
+    one_by_one = edges(store)[("LIKES", "nil:thing:zqx tea")]
+
+    for edge in (together, one_by_one):
+        assert edge["confidence"] == pytest.approx(1 - 0.4 * 0.5 * 0.7)
+        assert edge["evidence_count"] == 3 and sorted(edge["evidence"]) == ["d1", "d2", "d3"]
+        assert edge["sentiment"] == pytest.approx(0.2)
+        assert (edge["first_seen"], edge["last_seen"]) == ("2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z")
+        assert edge["status"] == "active"
+    assert together.keys() == one_by_one.keys()
+
+
 def test_read_only_path_refuses_writes(store) -> None:
     with pytest.raises(ReadOnlyViolation):
         store.ro_query("CREATE (:User {id: 'x'})")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.check import derived_statement, revert_conflict, set_statement
-from engine.fuse import context_edge_statement, fact_edge_statement
+from engine.fuse import context_edge_statement, fact_edge_statements
 from engine.persona import forget_user, get_conflicts, get_persona
 from engine.pipeline import apply_fact_lines
 from engine.store import QueryResult
@@ -38,6 +38,9 @@ class RecordingStore:
     def ro_query(self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None):
         self.statements.add(cypher)
         return self.inner.ro_query(cypher, params, timeout_ms)
+
+    def write_stream(self, jobs):
+        return [self.query(cypher, params) for cypher, params in jobs]
 
     def ensure_schema(self) -> None:
         self.inner.ensure_schema()
@@ -70,7 +73,7 @@ def test_engine_cypher_passes_neo4j_linter(store, settings) -> None:
     workload(recorder, settings)
     statements = set(recorder.statements)
     for name, pred in PREDICATES.items():
-        statements.add(fact_edge_statement(name, pred.target))
+        statements.update(fact_edge_statements(name, pred.target))
         statements.add(set_statement(name, pred.target.value))
     statements.update(context_edge_statement(rel) for rel in CONTEXT_RELATIONS)
     statements.update(derived_statement(rule) for rule in DERIVED_CONFLICT_RULES)
@@ -83,5 +86,5 @@ def test_engine_cypher_passes_neo4j_linter(store, settings) -> None:
 
 
 def test_linter_catches_a_broken_statement() -> None:
-    (bad,) = lint_statements([fact_edge_statement("LIKES", Target.ENTITY).replace("MERGE", "MERG", 1)])
+    (bad,) = lint_statements([fact_edge_statements("LIKES", Target.ENTITY).new.replace("MERGE", "MERG", 1)])
     assert bad.errors

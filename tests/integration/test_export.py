@@ -157,3 +157,42 @@ def test_odd_ids_and_reasons_survive_the_packed_rows(store, settings, tmp_path: 
     assert set(rows) == set(odd)
     assert rows[odd[0]]["reason"].endswith("[docs doc|0]")
     assert rows[odd[0]]["confidence"] == pytest.approx(0.8)
+
+
+class PagedOnlyStore:
+    """A store without ro_stream (like a foreign GraphStore): the export pages by user id instead."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+        self.pages = 0
+
+    def query(self, cypher, params=None):
+        return self.inner.query(cypher, params)
+
+    def ro_query(self, cypher, params=None, timeout_ms=None):
+        if "$after" in cypher:
+            self.pages += 1
+        return self.inner.ro_query(cypher, params, timeout_ms)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_paged_fallback_writes_what_the_stream_writes(segment, settings, tmp_path: Path, monkeypatch, fmt) -> None:
+    apply_fact_lines(segment, settings, [
+        fact(doc_id=f"more-{i}", user_id=f"user-{i:02d}", predicate="LIVES_IN", object_qid="Q8686",
+             object_types=["Q515"]) for i in range(7)
+    ])
+    run_segment(segment, "cn", now=NOW)
+    monkeypatch.setattr(export_mod, "PAGE", 2)
+    paged = PagedOnlyStore(segment)
+    seen: list[tuple[int, int | None]] = []
+    for since in (None, "2000-01-01T00:00:00Z"):
+        streamed = export_segment(segment, "cn", fmt=fmt, out=tmp_path / f"s.{fmt}", since=since, hash_ids=True,
+                                  salt="x")
+        fallback = export_segment(paged, "cn", fmt=fmt, out=tmp_path / f"p.{fmt}", since=since, hash_ids=True,
+                                  salt="x", progress=lambda done, total: seen.append((done, total)))
+        assert (fallback.rows, fallback.members, fallback.joined) == (streamed.rows, streamed.members, streamed.joined)
+        lines = [sorted((tmp_path / f"{name}.{fmt}").read_text().splitlines()) for name in ("s", "p")]
+        assert lines[0] == lines[1] and len(lines[0]) >= 9
+    assert paged.pages >= 2 * 5  # 9 rows in pages of 2, twice
+    assert seen[:2] == [(2, 9), (4, 9)]

@@ -73,7 +73,8 @@ def compiled_variants() -> set[str]:
             universe_statement(restricted=False), behaviour_edge_statement("PURCHASED"),
             behaviour_edge_statement("VIEWED"), user_aggregates_statement(), labels_statement(),
             *projection_statements()}
-    out |= {export_statement(delta=d, public_reason=p) for d, p in itertools.product((True, False), repeat=2)}
+    out |= {export_statement(delta=d, public_reason=p, paged=g)
+            for d, p, g in itertools.product((True, False), repeat=3)}
     constants = [getattr(service, n) for n in dir(service) if n.startswith("_") and n.strip("_").isupper()]
     out |= {c for c in constants if isinstance(c, str) and "MATCH" in c}
     return out

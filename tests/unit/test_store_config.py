@@ -44,3 +44,9 @@ def test_params_header_falls_back_for_escapes_falkordb_does_not_decode() -> None
     assert params_header({"rows": [{"a": 'x"y' + chr(10)}]}) == 'CYPHER rows=[{a:"x\\"y\\n"}] '
     assert params_header({"v": "bell" + chr(7)}) is None
     assert params_header({"v": float("nan")}) is None
+
+
+def test_params_header_unquotes_keys_but_not_key_like_text_inside_values() -> None:
+    header = params_header({"rows": [{"id": 'say "id": 1, {"x":2}', "n": [{"id": "a,\"id\":"}]}]})
+    assert header == 'CYPHER rows=[{id:"say \\"id\\": 1, {\\"x\\":2}",n:[{id:"a,\\"id\\":"}]}] '
+    assert params_header({"rows": [{"not an identifier": 1}]}) is None
