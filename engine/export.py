@@ -18,16 +18,14 @@ what csv.writer and json.dumps produced row by row.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import hmac
 import json
 import math
 import os
 import tempfile
-import threading
-from collections.abc import Callable, Generator, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -41,6 +39,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from engine.contracts import iso, to_utc
+from engine.gc_pause import cyclic_gc_paused
 from engine.segment.service import get_segment
 from engine.store import GraphStore
 
@@ -185,34 +184,6 @@ def _batches(
         if len(rows) < PAGE:
             return
         after = rows[-1][0]
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Cyclic GC off while an export runs (re-entrant across threads).
-
-    The streamed rows are millions of short-lived lists, each of which counts towards the next
-    collection; the collections find nothing (rows hold no cycles) and cost 10-20 % of the export.
-    Reference counting still frees every batch as soon as it is written.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,7 +425,7 @@ def export_segment(
     def produce(fh: Any) -> None:
         writer = _Writer(fmt, fh, segment_id)
         batches = _batches(store, delta=since_ts is not None, public_reason=hash_ids, params=params)
-        with closing(batches), _gc_paused():  # closing: a failed write drops the stream's connection now
+        with closing(batches), cyclic_gc_paused():  # closing: a failed write drops the stream's connection now
             for rows in batches:
                 writer.write(_frame(rows, since_ts, hasher, counts))
                 counts["rows"] += len(rows)
