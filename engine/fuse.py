@@ -379,11 +379,6 @@ class _Edge:
         Positional, not a map: new edges are most of a bulk load and this halves the payload.
         """
         items = self.items
-        if len(items) == 1:
-            doc, conf, _, sent = items[0]
-            if sent is None:
-                return [self.user, self.key, [doc], conf, self.first, self.last]
-            return [self.user, self.key, [doc], conf, self.first, self.last, sent, 1]
         miss = 1.0
         for i in items:
             miss *= 1 - i[1]

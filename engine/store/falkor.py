@@ -54,11 +54,11 @@ def _map_keys(value: Any, keys: set[str]) -> None:
     if isinstance(value, dict):
         keys.update(value)
         for v in value.values():
-            if isinstance(v, (dict, list)):
+            if isinstance(v, (dict, list, tuple)):
                 _map_keys(v, keys)
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):
         for v in value:
-            if isinstance(v, (dict, list)):
+            if isinstance(v, (dict, list, tuple)):
                 _map_keys(v, keys)
 
 
@@ -102,6 +102,13 @@ def params_header(params: dict[str, Any]) -> str | None:
 
 
 _END_OF_STREAM = object()
+
+
+def _refused_or_failed(message: str, read_only: bool) -> StoreError:
+    """The server's error reply as a store error; a write on the read-only path is a refusal."""
+    if read_only and "read-only" in message.lower():
+        return ReadOnlyViolation(f"refused: the read-only path does not run writes ({message})")
+    return StoreError(message)
 
 
 class FalkorStore:
@@ -183,10 +190,7 @@ class FalkorStore:
             else:
                 res = self._graph.query(cypher, params=params)
         except redis.ResponseError as exc:
-            msg = str(exc)
-            if read_only and "read-only" in msg.lower():
-                raise ReadOnlyViolation(f"refused: the read-only path does not run writes ({msg})") from exc
-            raise StoreError(msg) from exc
+            raise _refused_or_failed(str(exc), read_only) from exc
         except redis.ConnectionError as exc:
             raise StoreError(f"FalkorDB is not reachable: {exc}") from exc
         columns = [_column_name(h) for h in (res.header or [])]
@@ -232,10 +236,7 @@ class FalkorStore:
         try:
             yield from rows
         except ServerReplyError as exc:
-            msg = str(exc)
-            if "read-only" in msg.lower():
-                raise ReadOnlyViolation(f"refused: the read-only path does not run writes ({msg})") from exc
-            raise StoreError(msg) from exc
+            raise _refused_or_failed(str(exc), read_only=True) from exc
         finally:
             rows.close()
 

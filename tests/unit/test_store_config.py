@@ -50,3 +50,7 @@ def test_params_header_unquotes_keys_but_not_key_like_text_inside_values() -> No
     header = params_header({"rows": [{"id": 'say "id": 1, {"x":2}', "n": [{"id": "a,\"id\":"}]}]})
     assert header == 'CYPHER rows=[{id:"say \\"id\\": 1, {\\"x\\":2}",n:[{id:"a,\\"id\\":"}]}] '
     assert params_header({"rows": [{"not an identifier": 1}]}) is None
+
+
+def test_params_header_unquotes_keys_of_maps_inside_tuples() -> None:
+    assert params_header({"rows": [("a", {"k": 1})]}) == 'CYPHER rows=[["a",{k:1}]] '
