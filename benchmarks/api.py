@@ -27,11 +27,12 @@ import uvicorn
 
 from engine.api import create_app
 from engine.config import Settings
-from engine.contracts import ContextEdge
-from engine.fuse import DocumentIn, ResolvedFact, TargetRef, fuse, write_context
+from engine.contracts import DocumentIn, ResolvedFact, TargetRef
+from engine.fuse import fuse, write_context
 from engine.store import EmbeddedFalkorDB, GraphStore
 from engine.store.falkor import FalkorStore
 from graph_schema import Target
+from linkers import ContextEdge
 
 PREDICATES = ["LIKES", "LIKES", "LIKES", "DISLIKES", "OWNS", "USES", "WANTS", "LIVES_IN", "AGE_BAND"]
 BANDS = ["18-24", "25-34", "35-44", "45-54"]

@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.check import check_users
-from engine.fuse import DocumentIn, ResolvedFact, TargetRef, fuse
+from engine.contracts import DocumentIn, ResolvedFact, TargetRef
+from engine.fuse import fuse
 from engine.store import EmbeddedFalkorDB
 from engine.store.falkor import FalkorStore
 from graph_schema import Target

@@ -1,22 +1,85 @@
-"""Engine settings, read from PERSONA_* environment variables (and CLI options that override them)."""
+"""Engine settings: the one place that reads the environment.
+
+Every `PERSONA_*` variable is read here, once, into a nested `Settings` (`llm`, `api`, `db`,
+`export`, `kb`, `data`). Stages, backends, the store, the API and the CLI take the part they need
+as explicit arguments; CLI options override fields with `Settings.from_env(**overrides)` and never
+write back into the environment.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+DEFAULT_HOME = Path(".persona")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
-def _env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+class ConfigError(ValueError):
+    """A setting has a value the engine cannot use (names the variable)."""
+
+
+class LLMSettings(BaseModel):
+    """The LLM extractor tier and its backends (engine/extract)."""
+
+    backend: str = "llama_cpp"  # llama_cpp | openai | transformers
+    model_path: Path | None = None  # llama_cpp: a GGUF file instead of the bundled model
+    threads: int | None = None  # llama_cpp: default all cores the process may use
+    base_url: str = "http://127.0.0.1:8000/v1"  # openai
+    model: str = "Qwen/Qwen2.5-7B-Instruct"  # openai
+    api_key: str | None = None  # openai (PERSONA_LLM_API_KEY, else OPENAI_API_KEY)
+    response_format: str = "json_schema"  # openai: json_schema | json_object
+    hf_model_dir: Path | None = None  # transformers
+    hf_device: str | None = None  # transformers: default cuda when available
+    alert_rules: Path | None = None  # escalation rules YAML instead of the packaged one
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API (engine/api)."""
+
+    token: str | None = None
+    # Request bodies above this are refused with 413 before the handler reads them.
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # /cypher: rows returned at most (the rest is cut and flagged) and the database-side timeout.
+    cypher_max_rows: int = Field(default=1000, ge=1)
+    cypher_timeout_ms: int = Field(default=10_000, ge=1)
+    # /users/{id}/graph: context parents drawn per entity, so a hub (a country) stays readable.
+    graph_context_per_entity: int = Field(default=8, ge=0)
+    # /segments/{id}/members page size cap.
+    max_page: int = Field(default=1000, ge=1)
+
+
+class ExportSettings(BaseModel):
+    """Audience exports (engine/export)."""
+
+    salt: str | None = None  # HMAC salt for hashed ids
+
+
+class KBSettings(BaseModel):
+    """The Wikidata knowledge base (linkers)."""
+
+    path: Path | None = None  # None: the KB shipped in the package
+
+
+class DataSettings(BaseModel):
+    """Where the real external data for `persona eval` and `persona kb build` lives."""
+
+    root: Path = REPO_ROOT.parent / "shared" / "data"
+    wikidata: Path | None = None  # default root / "wikidata"
+    entity_linking: Path | None = None  # default root / "entity_linking"
+
+    def wikidata_dir(self) -> Path:
+        return self.wikidata or self.root / "wikidata"
+
+    def entity_linking_dir(self) -> Path:
+        return self.entity_linking or self.root / "entity_linking"
 
 
 class Settings(BaseModel):
-    home: Path = Field(default=Path(".persona"))
+    home: Path = DEFAULT_HOME
     # "embedded" = the FalkorDB child process; falkordb://host:port; neo4j://, bolt://, neo4j+s://
     graph_uri: str = "embedded"
     graph_name: str = "persona"
@@ -25,21 +88,105 @@ class Settings(BaseModel):
     neo4j_database: str | None = None
     allow_sensitive: bool = False
     store_text: bool = True
-    api_token: str | None = None
+    # Joined LLM model files: shared by every persona home on the machine (1 GB, not per home).
+    model_cache: Path = Path.home() / ".cache" / "persona-engine" / "models"
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+    kb: KBSettings = Field(default_factory=KBSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+
+    @property
+    def extraction_cache_path(self) -> Path:
+        return Path(self.home) / "extraction_cache.sqlite"
+
+    @property
+    def exports_dir(self) -> Path:
+        return Path(self.home) / "exports"
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
-        values: dict[str, object] = {
-            "home": Path(env.get("PERSONA_HOME", ".persona")),
-            "graph_uri": env.get("PERSONA_GRAPH_URI", "embedded"),
-            "graph_name": env.get("PERSONA_GRAPH_NAME", "persona"),
-            "neo4j_user": env.get("PERSONA_NEO4J_USER", "neo4j"),
-            "neo4j_password": env.get("PERSONA_NEO4J_PASSWORD", "neo4j"),
-            "neo4j_database": env.get("PERSONA_NEO4J_DATABASE") or None,
-            "allow_sensitive": _env_bool("PERSONA_ALLOW_SENSITIVE"),
-            "store_text": _env_bool("PERSONA_STORE_TEXT", True),
-            "api_token": env.get("PERSONA_API_TOKEN") or None,
-        }
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from `env` (default: the process environment); non-None overrides win."""
+        values = _read(os.environ if env is None else env)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls.model_validate(values)
+
+
+# --- reading the environment ---------------------------------------------------------------
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    return raw.strip() if raw and raw.strip() else None
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r}: use 1/0, true/false, yes/no or on/off")
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = _text(env, name)
+    return Path(raw).expanduser() if raw else None
+
+
+def _drop_none(values: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _read(env: Mapping[str, str]) -> dict[str, object]:
+    llm = _drop_none({
+        "backend": _text(env, "PERSONA_LLM_BACKEND"),
+        "model_path": _path(env, "PERSONA_LLM_MODEL_PATH"),
+        "threads": _int(env, "PERSONA_LLM_THREADS"),
+        "base_url": _text(env, "PERSONA_LLM_BASE_URL"),
+        "model": _text(env, "PERSONA_LLM_MODEL"),
+        "api_key": _text(env, "PERSONA_LLM_API_KEY") or _text(env, "OPENAI_API_KEY"),
+        "response_format": _text(env, "PERSONA_LLM_RESPONSE_FORMAT"),
+        "hf_model_dir": _path(env, "PERSONA_HF_MODEL_DIR"),
+        "hf_device": _text(env, "PERSONA_HF_DEVICE"),
+        "alert_rules": _path(env, "PERSONA_ALERT_RULES"),
+    })
+    api = _drop_none({
+        "token": _text(env, "PERSONA_API_TOKEN"),
+        "max_body_bytes": _int(env, "PERSONA_API_MAX_BODY_BYTES"),
+        "cypher_max_rows": _int(env, "PERSONA_API_CYPHER_MAX_ROWS"),
+        "cypher_timeout_ms": _int(env, "PERSONA_API_CYPHER_TIMEOUT_MS"),
+    })
+    data = _drop_none({
+        "root": _path(env, "PERSONA_DATA_DIR"),
+        "wikidata": _path(env, "PERSONA_WIKIDATA_DIR"),
+        "entity_linking": _path(env, "PERSONA_EL_DATA_DIR"),
+    })
+    return _drop_none({
+        "home": _path(env, "PERSONA_HOME"),
+        "graph_uri": _text(env, "PERSONA_GRAPH_URI"),
+        "graph_name": _text(env, "PERSONA_GRAPH_NAME"),
+        "neo4j_user": _text(env, "PERSONA_NEO4J_USER"),
+        "neo4j_password": _text(env, "PERSONA_NEO4J_PASSWORD"),
+        "neo4j_database": _text(env, "PERSONA_NEO4J_DATABASE"),
+        "allow_sensitive": _flag(env, "PERSONA_ALLOW_SENSITIVE", False),
+        "store_text": _flag(env, "PERSONA_STORE_TEXT", True),
+        "model_cache": _path(env, "PERSONA_MODEL_CACHE"),
+        "llm": llm,
+        "api": api,
+        "export": _drop_none({"salt": _text(env, "PERSONA_EXPORT_SALT")}),
+        "kb": _drop_none({"path": _path(env, "PERSONA_KB_PATH")}),
+        "data": data,
+    })

@@ -1,10 +1,19 @@
-"""Contracts between the pipeline stages (DESIGN.md, "Contracts")."""
+"""Contracts between the pipeline stages (DESIGN.md, "Contracts"): the types more than one stage
+uses, and the field types every input shares (identifiers, timestamps, probabilities).
+
+What one stage alone produces and consumes stays in that stage; the linker's output types
+(`LinkedEntity`, `ContextEdge`) live in `linkers`.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from graph_schema import Target
 
 MAX_USER_ID = 128
 MAX_TEXT = 20_000
@@ -23,11 +32,51 @@ def iso(ts: datetime) -> str:
     return f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}Z"
 
 
-def _strip_nonempty(value: str, field: str) -> str:
+# --- field types shared by every input ------------------------------------------------------
+
+
+def _identifier(value: str) -> str:
+    """Ids must survive the graph's indexes: FalkorDB's range index misses strings with control
+    characters, so such an id would be stored but never found again."""
     value = value.strip()
     if not value:
-        raise ValueError(f"{field} must not be empty")
+        raise ValueError("must not be empty")
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise ValueError(f"contains the control character U+{ord(bad):04X}")
     return value
+
+
+def _timestamp(value: Any) -> Any:
+    """ISO-8601 strings (or datetimes from typed files) only: a number is not a timestamp."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be an ISO-8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not an ISO-8601 timestamp") from None
+    if parsed.year < 1900 or parsed.year > 2200:
+        raise ValueError("timestamp out of range 1900–2200")
+    return parsed
+
+
+def _number(value: Any) -> Any:
+    """JSON booleans are not numbers (pydantic would take true as 1.0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+Probability = Annotated[float, BeforeValidator(_number), Field(ge=0, le=1)]
+Polarity = Annotated[float, BeforeValidator(_number), Field(ge=-1, le=1)]
+Number = Annotated[float, BeforeValidator(_number)]
+
+
+# --- what enters ------------------------------------------------------------------------------
 
 
 class Record(BaseModel):
@@ -35,17 +84,21 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    user_id: str = Field(max_length=MAX_USER_ID)
+    user_id: Annotated[Identifier, Field(max_length=MAX_USER_ID)]
     text: str = Field(max_length=MAX_TEXT)
-    ts: datetime
+    ts: Timestamp
     source: str = Field(default="unknown", max_length=64)
     lang: str | None = Field(default=None, max_length=16)
-    doc_id: str | None = Field(default=None, max_length=256)
+    doc_id: Annotated[Identifier, Field(max_length=256)] | None = None
 
-    @field_validator("user_id")
+    @field_validator("user_id", "doc_id", mode="before")
     @classmethod
-    def _user_id(cls, v: str) -> str:
-        return _strip_nonempty(v, "user_id")
+    def _numeric_ids(cls, v: Any) -> Any:
+        # numeric ids in JSON or Parquet are still ids
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+# --- what the extractor produces, what fusion consumes ----------------------------------------
 
 
 class Fact(BaseModel):
@@ -65,29 +118,33 @@ class DocumentSentiment(BaseModel):
     alerts: list[str] = Field(default_factory=list)
 
 
-class LinkedEntity(BaseModel):
-    """A fact object grounded in Wikidata (qid) or an explicit NIL entity (nil key)."""
+class TargetRef(BaseModel):
+    """The node a fact edge points at: an Entity (QID or NIL key) or a literal Value (engine.link)."""
 
+    label: Target
     key: str
-    qid: str | None = None
-    label_en: str | None = None
-    label_zh: str | None = None
-    label_es: str | None = None
-    description: str | None = None
-    types: list[str] = Field(default_factory=list)
-    score: float = 0.0
-    alternatives: list[dict[str, object]] = Field(default_factory=list)
-
-    @property
-    def is_nil(self) -> bool:
-        return self.qid is None
+    props: dict[str, Any] = Field(default_factory=dict)
 
 
-class ContextEdge(BaseModel):
-    """One Wikidata context edge (INSTANCE_OF / SUBCLASS_OF / LOCATED_IN / MANUFACTURER)."""
+class ResolvedFact(BaseModel):
+    """A fact whose object is grounded (engine.link), ready for fusion."""
 
-    model_config = ConfigDict(frozen=True)
+    doc_id: str
+    user_id: str
+    ts: datetime
+    predicate: str
+    target: TargetRef
+    confidence: float = Field(ge=0, le=1)
+    sentiment: float | None = Field(default=None, ge=-1, le=1)
 
-    child: str
-    rel: str
-    parent: str
+
+class DocumentIn(BaseModel):
+    """A document as fusion writes it (text already redacted, or None when text is not stored)."""
+
+    doc_id: str
+    user_id: str
+    ts: datetime
+    source: str = "unknown"
+    lang: str | None = None
+    text: str | None = None
+    sentiment: DocumentSentiment | None = None

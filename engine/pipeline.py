@@ -1,25 +1,46 @@
-"""Glue between stages: resolve (link) → fuse → check, for fact lines and extracted documents."""
+"""The one module that chains the stages; the CLI, the HTTP API, the demo and workers call it.
+
+    records  ingest (validate, dedupe, language) → privacy (redact) → extract → link → fuse → check
+    facts    ingest (validate) → link → fuse → check
+    events   ingest (validate) → link → fuse.behaviour
+
+`ingest_records`, `ingest_facts` and `ingest_events` take what the `engine.ingest` readers yield,
+`(line, item | LineError)`, batch it, and return one `IngestReport`: the same error list (line and
+field), distinct counts and conflict totals whoever calls them. `apply_*` write one batch.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
 from engine.check import CheckReport, check_users
 from engine.config import Settings
-from engine.contracts import DocumentSentiment, Fact
-from engine.facts_input import FactLine
-from engine.fuse import DocumentIn, FuseReport, ResolvedFact, fuse, write_context
-from engine.resolve import ResolutionError, context_for, resolve_target
+from engine.contracts import DocumentIn, DocumentSentiment, Fact, Record, ResolvedFact, TargetRef
+from engine.fuse import RELATION, FuseReport, fuse, write_context, write_events
+from engine.ingest import Deduper, Event, FactLine, LineError, Numbered, detect_language, normalise_lang
+from engine.link import ItemLinker, ResolutionError, context_for, link_fact, link_fact_line
 from engine.store import GraphStore
-from graph_schema import get_predicate
+
+if TYPE_CHECKING:
+    from engine.extract import ExtractionCache, Extractor
+    from engine.privacy import Redactor
+
+T = TypeVar("T")
+Progress = Callable[[int], None]
+DocStatus = Literal["ok", "empty", "duplicate", "failed"]
+
+
+# --- reports ----------------------------------------------------------------------------------
 
 
 class FactProblem(BaseModel):
-    """A fact that could not be applied, addressed by its position in the input."""
+    """A fact that could not be applied, addressed by its position in the batch."""
 
     index: int
     doc_id: str
@@ -36,39 +57,88 @@ class BatchReport(BaseModel):
     check: CheckReport = Field(default_factory=CheckReport)
 
 
-class SensitivePredicateError(ValueError):
-    pass
+class EventBatchReport(BaseModel):
+    events_in: int = 0
+    events_applied: int = 0
+    edges_written: int = 0
+    users: list[str] = Field(default_factory=list)
+    problems: list[tuple[int, str, str]] = Field(default_factory=list)  # (index, field, message)
 
 
-def ensure_allowed(predicate: str, settings: Settings) -> None:
-    pred = get_predicate(predicate)
-    if pred.sensitive and not settings.allow_sensitive:
-        raise SensitivePredicateError(
-            f"{pred.name} is a special category and is refused "
-            "(set PERSONA_ALLOW_SENSITIVE=1 to allow it)"
-        )
+class IngestReport(BaseModel):
+    """What one ingest run did. Counts of users and documents are distinct over the whole run."""
+
+    kind: Literal["records", "facts", "events"]
+    lines: int = 0  # lines / rows / body items read, good or bad
+    accepted: int = 0  # valid records, facts or events
+    applied: int = 0  # facts fused, or new events
+    documents: int = 0
+    users: int = 0
+    edges_written: int = 0
+    warnings: int = 0
+    conflicts: dict[str, int] = Field(default_factory=dict)
+    errors: list[LineError] = Field(default_factory=list)
+    # records only: documents by status, facts dropped by reason, LLM usage
+    docs: dict[str, int] = Field(default_factory=dict)
+    facts_extracted: int = 0
+    facts_dropped: dict[str, int] = Field(default_factory=dict)
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for e in self.errors if e.fatal)
 
 
-def _resolve_line(line: FactLine, settings: Settings) -> ResolvedFact:
-    ensure_allowed(line.predicate, settings)
-    pred = get_predicate(line.predicate)
-    target = resolve_target(
-        pred,
-        line.surface,
-        qid=line.object_qid,
-        types=line.object_types,
-        lang=line.lang,
-        context=line.text,
-    )
-    return ResolvedFact(
-        doc_id=line.doc_id,
-        user_id=line.user_id,
-        ts=line.ts,
-        predicate=pred.name,
-        target=target,
-        confidence=line.confidence,
-        sentiment=line.sentiment,
-    )
+class _Tally:
+    """Distinct users and documents, and conflict counts, across batches."""
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        self.users: set[str] = set()
+        self.documents: set[str] = set()
+        self.conflicts: Counter[str] = Counter()
+        self.started = time.perf_counter()
+
+    def close(self) -> IngestReport:
+        r = self.report
+        r.users, r.documents = len(self.users), len(self.documents)
+        r.conflicts = dict(self.conflicts)
+        r.errors.sort(key=lambda e: (e.line is None, e.line or 0))
+        r.seconds = round(time.perf_counter() - self.started, 3)
+        return r
+
+
+def _batches(
+    items: Iterable[Numbered[T]], report: IngestReport, size: int, progress: Progress | None
+) -> Iterator[list[tuple[int | None, T]]]:
+    """Valid items in batches of `size`; errors and warnings go straight into the report."""
+    pending: list[tuple[int | None, T]] = []
+    last_line: int | None = None
+    for line, item in items:
+        if line != last_line or line is None:
+            report.lines += 1
+            last_line = line
+            if progress is not None:
+                progress(1)
+        if isinstance(item, LineError):
+            report.errors.append(item)
+            if not item.fatal:
+                report.warnings += 1
+            continue
+        report.accepted += 1
+        pending.append((line, item))
+        if len(pending) >= size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+# --- facts ------------------------------------------------------------------------------------
 
 
 def write_batch(
@@ -90,92 +160,277 @@ def write_batch(
 def apply_fact_lines(
     store: GraphStore, settings: Settings, lines: Sequence[FactLine], *, run_checks: bool = True
 ) -> BatchReport:
+    """Link and fuse one batch of fact lines, then run the rules on the touched users."""
     report = BatchReport(facts_in=len(lines))
     docs: dict[str, DocumentIn] = {}
     facts: list[ResolvedFact] = []
     for i, line in enumerate(lines):
         try:
-            facts.append(_resolve_line(line, settings))
-        except (ResolutionError, SensitivePredicateError, ValueError) as exc:
-            field = str(exc).split(":", 1)[0] if isinstance(exc, ResolutionError) else "predicate"
-            report.problems.append(
-                FactProblem(index=i, doc_id=line.doc_id, field=field, message=str(exc))
-            )
+            facts.append(link_fact_line(line, allow_sensitive=settings.allow_sensitive))
+        except ResolutionError as exc:
+            report.problems.append(FactProblem(index=i, doc_id=line.doc_id, field=exc.field, message=exc.message))
             continue
         doc = docs.get(line.doc_id)
         if doc is None or (line.text and not doc.text):
             docs[line.doc_id] = DocumentIn(
-                doc_id=line.doc_id,
-                user_id=line.user_id,
-                ts=line.ts,
-                source=line.source,
-                lang=line.lang,
+                doc_id=line.doc_id, user_id=line.user_id, ts=line.ts, source=line.source, lang=line.lang,
                 text=line.text if settings.store_text else None,
             )
-    report.fuse, report.check = write_batch(
-        store, list(docs.values()), facts, run_checks=run_checks
-    )
+    report.fuse, report.check = write_batch(store, list(docs.values()), facts, run_checks=run_checks)
     rejected = {d for d, _ in report.fuse.rejected}
     report.facts_applied = sum(1 for f in facts if f.doc_id not in rejected)
     report.documents = report.fuse.documents
     return report
 
 
-class ExtractedLike(Protocol):
-    """What the extractor hands over per document (engine.ingest.ExtractedDocument)."""
+def ingest_facts(
+    store: GraphStore,
+    settings: Settings,
+    items: Iterable[Numbered[FactLine]],
+    *,
+    batch: int = 5000,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Fact lines (from `engine.ingest.read_fact_lines` or an API body) into the graph."""
+    report = IngestReport(kind="facts")
+    tally = _Tally(report)
+    for chunk in _batches(items, report, batch, progress):
+        result = apply_fact_lines(store, settings, [f for _, f in chunk])
+        line_of_doc = {f.doc_id: n for n, f in chunk}
+        report.errors += [
+            LineError(line=chunk[p.index][0], field=p.field, message=p.message, doc_id=p.doc_id)
+            for p in result.problems
+        ]
+        report.errors += [
+            LineError(line=line_of_doc.get(doc), field="doc_id", message=why, doc_id=doc)
+            for doc, why in result.fuse.rejected
+        ]
+        rejected = {doc for doc, _ in result.fuse.rejected}
+        report.applied += result.facts_applied
+        report.edges_written += result.fuse.fact_edges_written
+        tally.users.update(result.fuse.users)
+        tally.documents.update(f.doc_id for _, f in chunk if f.doc_id not in rejected)
+        tally.conflicts.update(result.check.counts())
+    return tally.close()
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def apply_events(
+    store: GraphStore, events: Sequence[Event], *, batch: int = 5000, linker: ItemLinker | None = None
+) -> EventBatchReport:
+    """Link the items of one batch of events, then write the behaviour edges."""
+    linker = linker or ItemLinker()
+    report = EventBatchReport(events_in=len(events))
+    linked: list[tuple[Event, TargetRef]] = []
+    for i, ev in enumerate(events):
+        try:
+            target = linker.target(RELATION[ev.type], ev.item, qid=ev.item_qid, category=ev.category)
+        except ValueError as exc:  # ResolutionError, InvalidMentionError
+            report.problems.append((i, "item", str(exc)))
+            continue
+        linked.append((ev, target))
+    ctx = context_for(t for _, t in linked)
+    written = write_events(store, linked, ctx.context, ctx.parents, batch=batch)
+    report.events_applied, report.edges_written = written.events_applied, written.edges_written
+    report.users = written.users
+    return report
+
+
+def ingest_events(
+    store: GraphStore,
+    settings: Settings,
+    items: Iterable[Numbered[Event]],
+    *,
+    batch: int = 5000,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Behaviour events (from `engine.ingest.read_events` or an API body) into the graph."""
+    report = IngestReport(kind="events")
+    tally = _Tally(report)
+    linker = ItemLinker()
+    for chunk in _batches(items, report, batch, progress):
+        result = apply_events(store, [e for _, e in chunk], batch=batch, linker=linker)
+        report.errors += [LineError(line=chunk[i][0], field=f, message=m) for i, f, m in result.problems]
+        report.applied += result.events_applied
+        report.edges_written += result.edges_written
+        tally.users.update(result.users)
+    return tally.close()
+
+
+# --- records ----------------------------------------------------------------------------------
+
+
+class ExtractedDocument(BaseModel):
+    """One record after dedupe, language, redaction and extraction: the unit `apply_documents` takes.
+
+    Only `status == "ok"` documents go to the graph; the others are reported.
+    """
 
     doc_id: str
     user_id: str
     ts: datetime
     source: str
-    lang: str | None
-    redacted_text: str
-    facts: list[Fact]
-    sentiment: DocumentSentiment | None
+    lang: str
+    line: int | None = None
+    # The redacted text (None when Settings.store_text is off). Never the raw text.
+    redacted_text: str | None
+    facts: list[Fact] = Field(default_factory=list)
+    sentiment: DocumentSentiment = Field(default_factory=lambda: DocumentSentiment(label="neutral", confidence=0.0))
+    dropped: dict[str, int] = Field(default_factory=dict)
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    cached: bool = False
+    error: str | None = None
+    status: DocStatus = "ok"
+    # Placeholder → count of PII replaced before the model saw the text.
+    redactions: dict[str, int] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+def _numbered(records: Iterable[Record | tuple[int | None, Record]]) -> Iterator[tuple[int | None, Record]]:
+    for item in records:
+        yield item if isinstance(item, tuple) else (None, item)
+
+
+def extract_documents(
+    records: Iterable[Record | tuple[int | None, Record]],
+    extractor: Extractor,
+    *,
+    redactor: Redactor | None = None,
+    cache: ExtractionCache | None = None,
+    store_text: bool = True,
+) -> Iterator[ExtractedDocument]:
+    """Dedupe → language → redact → (cache | extract), lazily, one document per record.
+
+    No raw text leaves this function: the redactor runs before the cache and the extractor see it.
+    """
+    from engine.extract.cache import cache_key
+    from engine.privacy import get_redactor
+
+    redactor = redactor or get_redactor()
+    dedupe = Deduper()
+    for line, rec in _numbered(records):
+        started = time.perf_counter()
+        lang = normalise_lang(rec.lang) or detect_language(rec.text)
+        base = {"doc_id": dedupe.doc_id(rec), "user_id": rec.user_id, "ts": rec.ts, "source": rec.source,
+                "lang": lang, "line": line}
+        if dedupe.seen(rec):
+            yield ExtractedDocument(**base, redacted_text=None, status="duplicate",
+                                    notes=["duplicate of an earlier record (same doc_id or same user and text)"])
+            continue
+        if not rec.text.strip():
+            yield ExtractedDocument(**base, redacted_text="" if store_text else None, status="empty",
+                                    notes=["empty text: nothing to extract, no model call"])
+            continue
+        redaction = redactor.redact(rec.text, lang)
+        kept_text = redaction.text if store_text else None
+        notes = ["language not en/zh/es: extraction quality is unmeasured"] if lang == "other" else []
+        key = cache_key(redaction.text, lang, extractor.version)
+        result = cache.get(key) if cache is not None else None
+        cached = result is not None
+        if result is None:
+            try:
+                result = extractor.extract(redaction.text, lang)
+            except Exception as exc:  # noqa: BLE001 - one bad document must not stop the batch
+                yield ExtractedDocument(
+                    **base, redacted_text=kept_text, status="failed", error=f"{type(exc).__name__}: {exc}"[:500],
+                    redactions=redaction.counts, seconds=round(time.perf_counter() - started, 4),
+                )
+                continue
+            if cache is not None and result.error is None:
+                cache.put(key, result)
+        yield ExtractedDocument(
+            **base, redacted_text=kept_text, facts=result.facts, sentiment=result.sentiment,
+            dropped=result.dropped, llm_calls=0 if cached else result.llm_calls,
+            prompt_tokens=0 if cached else result.prompt_tokens,
+            completion_tokens=0 if cached else result.completion_tokens,
+            seconds=round(time.perf_counter() - started, 4), cached=cached, error=result.error,
+            status="failed" if result.error else "ok", redactions=redaction.counts, notes=notes + result.notes,
+        )
 
 
 def apply_documents(
-    store: GraphStore, settings: Settings, docs: Sequence[ExtractedLike], *, run_checks: bool = True
+    store: GraphStore, settings: Settings, docs: Sequence[ExtractedDocument], *, run_checks: bool = True
 ) -> BatchReport:
-    """Link and fuse extracted documents (text already redacted)."""
+    """Link and fuse extracted documents (text already redacted), then run the rules."""
     report = BatchReport(documents=len(docs))
     documents: list[DocumentIn] = []
     facts: list[ResolvedFact] = []
     for doc in docs:
-        documents.append(
-            DocumentIn(
-                doc_id=doc.doc_id,
-                user_id=doc.user_id,
-                ts=doc.ts,
-                source=doc.source,
-                lang=doc.lang,
-                text=doc.redacted_text if settings.store_text else None,
-                sentiment=doc.sentiment,
-            )
-        )
+        documents.append(DocumentIn(
+            doc_id=doc.doc_id, user_id=doc.user_id, ts=doc.ts, source=doc.source, lang=doc.lang,
+            text=doc.redacted_text if settings.store_text else None, sentiment=doc.sentiment,
+        ))
         for fact in doc.facts:
             report.facts_in += 1
             try:
-                ensure_allowed(fact.predicate, settings)
-                pred = get_predicate(fact.predicate)
-                target = resolve_target(pred, fact.object, lang=doc.lang, context=doc.redacted_text)
-            except ValueError as exc:
-                report.problems.append(
-                    FactProblem(index=len(facts), doc_id=doc.doc_id, field="object", message=str(exc))
-                )
-                continue
-            facts.append(
-                ResolvedFact(
-                    doc_id=doc.doc_id,
-                    user_id=doc.user_id,
-                    ts=doc.ts,
-                    predicate=pred.name,
-                    target=target,
-                    confidence=fact.confidence,
-                    sentiment=fact.sentiment,
-                )
-            )
+                facts.append(link_fact(fact, doc.doc_id, doc.user_id, doc.ts, lang=doc.lang,
+                                       context=doc.redacted_text, allow_sensitive=settings.allow_sensitive))
+            except ResolutionError as exc:
+                report.problems.append(FactProblem(index=len(facts), doc_id=doc.doc_id, field=exc.field,
+                                                   message=exc.message))
     report.fuse, report.check = write_batch(store, documents, facts, run_checks=run_checks)
     rejected = {d for d, _ in report.fuse.rejected}
     report.facts_applied = sum(1 for f in facts if f.doc_id not in rejected)
     return report
+
+
+def _count_document(report: IngestReport, doc: ExtractedDocument) -> None:
+    report.docs[doc.status] = report.docs.get(doc.status, 0) + 1
+    report.facts_extracted += len(doc.facts)
+    for reason, n in doc.dropped.items():
+        report.facts_dropped[reason] = report.facts_dropped.get(reason, 0) + n
+    report.llm_calls += doc.llm_calls
+    report.prompt_tokens += doc.prompt_tokens
+    report.completion_tokens += doc.completion_tokens
+    report.cached += int(doc.cached)
+    if doc.status == "failed":
+        report.errors.append(LineError(line=doc.line, field="text", doc_id=doc.doc_id,
+                                       message=f"extraction failed: {doc.error}"))
+
+
+def ingest_records(
+    store: GraphStore | None,
+    settings: Settings,
+    items: Iterable[Numbered[Record]],
+    *,
+    extractor: Extractor,
+    redactor: Redactor | None = None,
+    cache: ExtractionCache | None = None,
+    batch: int = 32,
+    progress: Progress | None = None,
+    on_document: Callable[[ExtractedDocument], None] | None = None,
+) -> IngestReport:
+    """Free-text records through every stage; with `store=None` a dry run (extract only)."""
+    report = IngestReport(kind="records")
+    tally = _Tally(report)
+    # one deduper and one lazy chain over the whole run: batches only bound graph writes
+    valid = (pair for chunk in _batches(items, report, batch, progress) for pair in chunk)
+    docs = extract_documents(valid, extractor, redactor=redactor, cache=cache, store_text=settings.store_text)
+    pending: list[ExtractedDocument] = []
+
+    def flush() -> None:
+        if store is not None and pending:
+            result = apply_documents(store, settings, pending)
+            report.applied += result.facts_applied
+            report.edges_written += result.fuse.fact_edges_written
+            report.errors += [LineError(field=p.field, message=p.message, doc_id=p.doc_id) for p in result.problems]
+            tally.conflicts.update(result.check.counts())
+        pending.clear()
+
+    for doc in docs:
+        _count_document(report, doc)
+        if on_document is not None:
+            on_document(doc)
+        if doc.status == "ok":
+            tally.documents.add(doc.doc_id)
+            tally.users.add(doc.user_id)
+            pending.append(doc)
+            if len(pending) >= batch:
+                flush()
+    flush()
+    return tally.close()

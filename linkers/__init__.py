@@ -1,28 +1,31 @@
 """Wikidata grounding: a compact offline KB (linkers/data/kb.bin), candidates, predicate-aware
 disambiguation, NIL keys and the Wikidata context closure written with each linked entity.
 
-The KB loads lazily once per process; set PERSONA_KB_PATH to use another KB file.
+The KB loads lazily once per process; `use_kb(path)` points the process at another KB file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine.contracts import ContextEdge, LinkedEntity
 from linkers import link as _link
-from linkers.kb import KBError, get_kb
+from linkers.kb import KBError, get_kb, use_kb
 from linkers.link import InvalidMentionError
 from linkers.normalise import nil_key, normalise
+from linkers.types import ContextEdge, LinkedEntity
 
 __all__ = [
+    "ContextEdge",
     "InvalidMentionError",
     "KBError",
+    "LinkedEntity",
     "context_edges",
     "describe",
     "get_kb",
     "link_object",
     "nil_key",
     "normalise",
+    "use_kb",
 ]
 
 

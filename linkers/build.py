@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +14,6 @@ from linkers.dump import read_json_dump, read_ntriples
 from linkers.kb import DEFAULT_KB_PATH, save_columns
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_ENV = "PERSONA_WIKIDATA_DIR"
 
 
 class MissingDataError(FileNotFoundError):
@@ -23,9 +21,8 @@ class MissingDataError(FileNotFoundError):
 
 
 def default_data_dir() -> Path:
-    """../shared/data/wikidata relative to the repository, unless PERSONA_WIKIDATA_DIR says otherwise."""
-    env = os.environ.get(DATA_ENV)
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data" / "wikidata")
+    """../shared/data/wikidata relative to the repository (the engine passes its setting instead)."""
+    return REPO_ROOT.parent / "shared" / "data" / "wikidata"
 
 
 class BuildOptions(BaseModel):
@@ -53,7 +50,7 @@ def check_data_dir(data_dir: Path) -> None:
         raise MissingDataError(
             f"Wikidata input directory {data_dir} not found (or empty). The KB builder reads the files "
             "listed "
-            f"in shared/data/README.md from there. Pass --data-dir DIR or set {DATA_ENV}=DIR; "
+            f"in shared/data/README.md from there. Pass --data-dir DIR or set PERSONA_WIKIDATA_DIR=DIR; "
             "or build only from a Wikidata dump / N-Triples with --no-shared --dump FILE / --ntriples FILE."
         )
     if missing:

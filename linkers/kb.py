@@ -21,7 +21,6 @@ from pathlib import Path
 
 FORMAT_VERSION = 1
 DEFAULT_KB_PATH = Path(__file__).resolve().parent / "data" / "kb.bin"
-KB_ENV = "PERSONA_KB_PATH"
 REBUILD_HINT = "rebuild it with `persona kb build` (inputs: ../shared/data/wikidata, see linkers/README)"
 
 # Language bits of an alias posting (one byte per posting).
@@ -281,8 +280,16 @@ _LOCK = threading.Lock()
 _CACHE: dict[Path, KnowledgeBase] = {}
 
 
+_DEFAULT: list[Path] = [DEFAULT_KB_PATH]
+
+
+def use_kb(path: Path | None) -> None:
+    """Make `path` the process's default KB (None: the KB shipped in the package)."""
+    _DEFAULT[0] = Path(path) if path else DEFAULT_KB_PATH
+
+
 def kb_path() -> Path:
-    return Path(os.environ.get(KB_ENV) or DEFAULT_KB_PATH)
+    return _DEFAULT[0]
 
 
 def get_kb(path: Path | None = None) -> KnowledgeBase:

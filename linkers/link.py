@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
 
-from engine.contracts import ContextEdge, LinkedEntity
 from graph_schema import get_predicate
 from linkers.context import cued_domains, overlap, words
 from linkers.draft import fold_key
 from linkers.kb import ACRONYM_BIT, LABEL_BIT, LANG_BITS, TRUSTED_ISA, KnowledgeBase
 from linkers.normalise import MAX_KEY_CHARS, nil_key, surface_key
+from linkers.types import ContextEdge, LinkedEntity
 
 # Mentions longer than this are not names (Fact.object is capped at 200 characters): NIL.
 MAX_MENTION_CHARS = 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.facts_input import FactLine, parse_fact_line
+from engine.ingest import FactLine, parse_fact_line
 
 
 def fact(**fields: Any) -> FactLine:

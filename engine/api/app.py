@@ -14,8 +14,7 @@ from engine.api import cypher, ingest, segments, users
 from engine.api.assets import install_ui, missing_vendor_files
 from engine.api.errors import error_response, install_error_handlers
 from engine.api.limits import BodySizeLimit
-from engine.api.options import ApiOptions
-from engine.config import Settings
+from engine.config import ApiSettings, Settings
 from engine.store import GraphStore, StoreError, open_store
 
 API_VERSION = "0.1.0"
@@ -48,14 +47,14 @@ def create_app(
     settings: Settings | None = None,
     store: GraphStore | None = None,
     *,
-    options: ApiOptions | None = None,
+    options: ApiSettings | None = None,
     extractor: Any | None = None,
 ) -> FastAPI:
     """Build the app. Without `store`, the configured one is opened at start-up and closed at
     shutdown; an injected store belongs to the caller. `extractor` (engine.extract.Extractor-like)
     serves records on /ingest; without it one is built on first use."""
     settings = settings or Settings.from_env()
-    options = options or ApiOptions.from_env()
+    options = options or settings.api
     app = FastAPI(
         title="Persona Engine",
         version=API_VERSION,

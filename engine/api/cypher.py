@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from engine.api.deps import get_options, get_store
 from engine.api.graphview import GraphBuilder, GraphPayload, cell
-from engine.api.options import ApiOptions
+from engine.config import ApiSettings
 from engine.store import GraphStore, ReadOnlyViolation, StoreError
 
 router = APIRouter(tags=["cypher"])
@@ -46,7 +46,7 @@ def _store_error_status(message: str) -> int:
     return 400  # syntax errors, unknown functions, type errors: the query's fault
 
 
-def run_cypher(store: GraphStore, req: CypherRequest, options: ApiOptions) -> CypherResponse:
+def run_cypher(store: GraphStore, req: CypherRequest, options: ApiSettings) -> CypherResponse:
     limit = min(req.limit or options.cypher_max_rows, options.cypher_max_rows)
     timeout = min(req.timeout_ms or options.cypher_timeout_ms, options.cypher_timeout_ms)
     started = time.perf_counter()
@@ -76,6 +76,6 @@ def run_cypher(store: GraphStore, req: CypherRequest, options: ApiOptions) -> Cy
 def cypher(
     req: CypherRequest,
     store: Annotated[GraphStore, Depends(get_store)],
-    options: Annotated[ApiOptions, Depends(get_options)],
+    options: Annotated[ApiSettings, Depends(get_options)],
 ) -> CypherResponse:
     return run_cypher(store, req, options)

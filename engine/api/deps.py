@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from engine.api.options import ApiOptions
-from engine.config import Settings
+from engine.config import ApiSettings, Settings
 from engine.store import GraphStore
 
 
@@ -17,5 +16,5 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_options(request: Request) -> ApiOptions:
+def get_options(request: Request) -> ApiSettings:
     return request.app.state.options

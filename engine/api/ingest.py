@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from engine import pipeline
 from engine.api.deps import get_settings, get_store
 from engine.api.security import require_token
 from engine.config import Settings
-from engine.facts_input import FactLine, LineError, parse_fact_line
+from engine.ingest import FactLine, Numbered, facts_from_items, parse_fact_line, records_from_items
+from engine.pipeline import IngestReport
 from engine.store import GraphStore
 
 router = APIRouter(tags=["ingest"])
@@ -66,46 +68,20 @@ class IngestBody(BaseModel):
     records: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
-# --- facts ------------------------------------------------------------------------------------
+# --- facts and records: the same pipeline entries as the CLI ---------------------------------
 
 
-def _parse_facts(raw_lines: list[tuple[int, str]]) -> tuple[list[tuple[int, FactLine]], list[LineProblem]]:
-    good: list[tuple[int, FactLine]] = []
-    bad: list[LineProblem] = []
-    for line_no, raw in raw_lines:
-        item = parse_fact_line(raw, line_no)
-        if isinstance(item, LineError):
-            bad.append(LineProblem(line=item.line, field=item.field, message=item.message))
-        else:
-            good.append((line_no, item))
-    return good, bad
+def _problems(report: IngestReport) -> list[LineProblem]:
+    return [LineProblem(line=e.line or 0, field=e.field, message=e.message) for e in report.errors if e.fatal]
 
 
-def ingest_facts(store: GraphStore, settings: Settings, raw_lines: list[tuple[int, str]]) -> FactsSummary:
-    from engine.pipeline import apply_fact_lines
-
-    good, problems = _parse_facts(raw_lines)
-    summary = FactsSummary(lines=len(raw_lines))
-    conflicts: Counter[str] = Counter()
-    for start in range(0, len(good), FACT_BATCH):
-        chunk = good[start:start + FACT_BATCH]
-        report = apply_fact_lines(store, settings, [f for _, f in chunk])
-        problems += [LineProblem(line=chunk[p.index][0], field=p.field, message=p.message)
-                     for p in report.problems]
-        line_of_doc = {f.doc_id: n for n, f in chunk}
-        problems += [LineProblem(line=line_of_doc.get(doc, 0), field="doc_id", message=why)
-                     for doc, why in report.fuse.rejected]
-        summary.facts_applied += report.facts_applied
-        summary.documents += report.documents
-        summary.edges_written += report.fuse.fact_edges_written
-        conflicts.update(report.check.counts())
-    summary.errors = sorted(problems, key=lambda p: p.line)
-    summary.failed = len(summary.errors)
-    summary.conflicts = dict(conflicts)
-    return summary
-
-
-# --- records (LLM pipeline) -------------------------------------------------------------------
+def ingest_facts(store: GraphStore, settings: Settings, items: Iterable[Numbered[FactLine]]) -> FactsSummary:
+    report = pipeline.ingest_facts(store, settings, items, batch=FACT_BATCH)
+    return FactsSummary(
+        lines=report.lines, facts_applied=report.applied, documents=report.documents,
+        edges_written=report.edges_written, failed=report.failed, conflicts=report.conflicts,
+        errors=_problems(report),
+    )
 
 
 def _extractor(request: Request) -> Any:
@@ -115,7 +91,8 @@ def _extractor(request: Request) -> Any:
         try:
             from engine.extract import make_extractor
 
-            state.extractor = make_extractor(allow_sensitive=state.settings.allow_sensitive)
+            s = state.settings
+            state.extractor = make_extractor(s.llm, allow_sensitive=s.allow_sensitive, model_cache=s.model_cache)
         except Exception as exc:  # noqa: BLE001 - any backend failure means "no extractor here"
             raise HTTPException(503, f"no LLM extractor available for records: {exc}") from None
     return state.extractor
@@ -124,40 +101,26 @@ def _extractor(request: Request) -> Any:
 def ingest_records(
     store: GraphStore, settings: Settings, extractor: Any, items: list[dict[str, Any]]
 ) -> RecordsSummary:
-    from engine.contracts import Record
-    from engine.ingest import RecordError, process_records, records_from_dict
-    from engine.pipeline import apply_documents
-
-    summary = RecordsSummary()
-    records: list[Record] = []
-    for i, item in enumerate(items, start=1):
-        for out in records_from_dict(item, "records", i):
-            if isinstance(out, RecordError):
-                summary.record_errors.append(str(out))
-            else:
-                records.append(out)
-    summary.records = len(records)
     with _EXTRACT_LOCK:
-        docs = list(process_records(records, extractor, store_text=settings.store_text))
-    summary.documents = dict(Counter(d.status for d in docs))
-    summary.errors = [f"{d.doc_id}: {d.error}" for d in docs if d.status == "failed" and d.error]
-    ok = [d for d in docs if d.status == "ok"]
-    if ok:
-        report = apply_documents(store, settings, ok)
-        summary.facts_applied = report.facts_applied
-        summary.errors += [f"{p.doc_id}: {p.field}: {p.message}" for p in report.problems]
-    return summary
+        report = pipeline.ingest_records(store, settings, records_from_items(items), extractor=extractor)
+    fatal = [e for e in report.errors if e.fatal]
+    invalid = [e for e in fatal if e.line is not None and not e.message.startswith("extraction failed")]
+    return RecordsSummary(
+        records=report.accepted,
+        record_errors=[str(e) for e in invalid],
+        documents=report.docs,
+        facts_applied=report.applied,
+        errors=[f"{e.doc_id}: {e.field}: {e.message}" for e in fatal if e not in invalid],
+    )
 
 
 # --- body parsing -----------------------------------------------------------------------------
 
 
-def _ndjson_lines(body: bytes) -> list[tuple[int, str]]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HTTPException(400, f"body is not UTF-8 (byte {exc.start})") from None
-    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+def _ndjson_facts(body: bytes) -> list[Numbered[FactLine]]:
+    """One fact per line, each line parsed and validated on its own (a bad line fails alone)."""
+    lines = body.split(b"\n")
+    return [(n, parse_fact_line(raw, n)) for n, raw in enumerate(lines, start=1) if raw.strip()]
 
 
 def _json_body(body: bytes) -> IngestBody:
@@ -195,11 +158,10 @@ async def ingest(
     body = await request.body()  # the size limit middleware has already capped this
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type in ("application/x-ndjson", "application/jsonl", "text/plain"):
-        lines, records = _ndjson_lines(body), []
+        lines, records = _ndjson_facts(body), []
     else:
         parsed = _json_body(body)
-        lines = [(n, json.dumps(item, ensure_ascii=False)) for n, item in enumerate(parsed.facts, start=1)]
-        records = parsed.records
+        lines, records = list(facts_from_items(parsed.facts)), parsed.records
     if not lines and not records:
         raise HTTPException(422, "nothing to ingest: send 'facts' and/or 'records'")
     result = IngestResult()

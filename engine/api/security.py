@@ -16,8 +16,8 @@ bearer = HTTPBearer(auto_error=False, description="PERSONA_API_TOKEN of the serv
 def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:
-    """FastAPI dependency: 401 unless `Authorization: Bearer <Settings.api_token>`."""
-    expected: str | None = request.app.state.settings.api_token
+    """FastAPI dependency: 401 unless `Authorization: Bearer <Settings.api.token>`."""
+    expected: str | None = request.app.state.settings.api.token
     if not expected:
         # No token configured means nobody may write through HTTP, not that everybody may.
         raise HTTPException(401, "writing endpoints are disabled: set PERSONA_API_TOKEN on the server")

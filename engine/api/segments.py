@@ -15,8 +15,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.api.deps import get_options, get_settings, get_store
-from engine.api.options import ApiOptions
-from engine.config import Settings
+from engine.config import ApiSettings, Settings
 from engine.store import GraphStore
 
 router = APIRouter(tags=["segments"])
@@ -89,7 +88,7 @@ def _get_segment(store: GraphStore, segment_id: str) -> SegmentOut:
 
 
 def exports_dir(settings: Settings) -> Path:
-    return Path(settings.home) / "exports"
+    return settings.exports_dir
 
 
 @router.get("/segments", response_model=list[SegmentOut], summary="Segments with sizes")
@@ -107,7 +106,7 @@ def segment_info(segment_id: SegmentId, store: Annotated[GraphStore, Depends(get
 def segment_members(
     segment_id: SegmentId,
     store: Annotated[GraphStore, Depends(get_store)],
-    options: Annotated[ApiOptions, Depends(get_options)],
+    options: Annotated[ApiSettings, Depends(get_options)],
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1)] = 100,
 ) -> MembersPage:

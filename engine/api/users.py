@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from engine.api.deps import get_options, get_store
 from engine.api.graphview import GraphBuilder, GraphPayload
-from engine.api.options import ApiOptions
 from engine.api.security import require_token
+from engine.config import ApiSettings
 from engine.persona import ConflictView, FactView, UserNotFound, forget_user, get_persona
 from engine.store import GraphStore
 from graph_schema import CONTEXT_RELATIONS, PREDICATES
@@ -238,7 +238,7 @@ def user_detail(user_id: UserId, store: Annotated[GraphStore, Depends(get_store)
 def user_graph(
     user_id: UserId,
     store: Annotated[GraphStore, Depends(get_store)],
-    options: Annotated[ApiOptions, Depends(get_options)],
+    options: Annotated[ApiSettings, Depends(get_options)],
 ) -> GraphPayload:
     try:
         return persona_graph(store, user_id, options.graph_context_per_entity)

@@ -29,7 +29,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import typer
 from pydantic import BaseModel, Field
 
 from graph_schema import LiteralError, get_predicate
@@ -262,70 +261,3 @@ def report(results: list[RowResult]) -> dict[str, Any]:
         "seconds_per_doc": round(sum(r.seconds for r in results) / n, 3),
         "per_predicate": {k: dict(v) for k, v in sorted(per_pred.items())},
     }
-
-
-def extraction(
-    data: Path = typer.Option(DEFAULT_DATA, help="personaext.jsonl (../shared/data/persona)"),
-    size: int = typer.Option(600, help="Stratified sample size"),
-    seed: int = typer.Option(13, help="Sampling seed"),
-    split: str = typer.Option("test", help="PersonaExt split to sample"),
-    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
-    min_confidence: float | None = typer.Option(None, help="Override the fact confidence threshold"),
-    out: Path | None = typer.Option(None, help="Write per-row results (JSONL) here"),
-) -> None:
-    """Fact extraction quality on PersonaExt: precision, recall, F1, valid JSON, drops by reason."""
-    import typer
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from engine.extract import ExtractorConfig, make_extractor
-    from engine.privacy import get_redactor
-
-    console = Console()
-    if not data.exists():
-        console.print(
-            f"[red]PersonaExt data not found at {data}[/red]: this eval reads "
-            "../shared/data/persona/personaext.jsonl (see ../shared/data/README.md); pass --data."
-        )
-        raise typer.Exit(2)
-    rows = stratified_sample(load_rows(data), size, seed, split)
-    config = ExtractorConfig() if min_confidence is None else ExtractorConfig(min_confidence=min_confidence)
-    extractor = make_extractor(backend, config=config)
-    redactor = get_redactor()
-    with Progress(console=console) as progress:
-        task = progress.add_task(f"PersonaExt {split} ({len(rows)} rows)", total=len(rows))
-        results = run_rows(rows, extractor, redactor, lambda: progress.advance(task))
-    summary = report(results)
-    summary.update({"data": str(data), "size": len(rows), "seed": seed, "split": split,
-                    "backend": extractor.backend.name})
-    _print(console, summary)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, ensure_ascii=False, indent=2))
-        with out.with_suffix(".rows.jsonl").open("w", encoding="utf-8") as handle:
-            for r in results:
-                handle.write(r.model_dump_json() + "\n")
-
-
-def _print(console: Any, summary: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"PersonaExt extraction ({summary['split']}, n={summary['size']}, seed={summary['seed']})")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    s = summary["scores"]
-    for key in ("precision", "recall", "f1", "predictions"):
-        table.add_row(key, str(s[key]))
-    for key in ("valid_json_first_try", "valid_json_after_repair", "facts_dropped_share",
-                "llm_calls_per_doc", "prompt_tokens_per_doc", "completion_tokens_per_doc",
-                "seconds_per_doc"):
-        table.add_row(key, str(summary[key]))
-    for reason, n in summary["dropped_by_reason"].items():
-        table.add_row(f"dropped: {reason}", str(n))
-    console.print(table)
-    sweep = Table(title="min_confidence sweep")
-    for col in ("min_confidence", "predictions", "precision", "recall", "f1"):
-        sweep.add_column(col, justify="right")
-    for row in summary["confidence_sweep"]:
-        sweep.add_row(*(str(row[c]) for c in ("min_confidence", "predictions", "precision", "recall", "f1")))
-    console.print(sweep)

@@ -10,14 +10,9 @@ context is the tweet, or for document corpora the other mentions of the same doc
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
-
-import typer
-from rich.console import Console
-from rich.table import Table
 
 from linkers import InvalidMentionError
 from linkers.kb import KnowledgeBase, get_kb
@@ -31,17 +26,7 @@ FILES = (
     "rss-500.mentions.jsonl",
     "reuters-128.mentions.jsonl",
 )
-DATA_ENV = "PERSONA_EL_DATA_DIR"
 MULTILINGUAL_SAMPLE = 400
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get(DATA_ENV)
-    return (
-        Path(env)
-        if env
-        else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "entity_linking"
-    )
 
 
 def _rows(path: Path) -> list[dict]:
@@ -160,51 +145,10 @@ def run_linking_eval(data_dir: Path) -> dict:
     if not data_dir.is_dir():
         raise FileNotFoundError(
             f"entity-linking data not found at {data_dir}; it lives in ../shared/data/entity_linking "
-            f"next to the repository (set {DATA_ENV} or pass --data-dir)"
+            f"next to the repository (set PERSONA_EL_DATA_DIR or pass --data-dir)"
         )
     kb = get_kb()
     files = [eval_file(kb, data_dir / name) for name in FILES if (data_dir / name).exists()]
     if not files:
         raise FileNotFoundError(f"no entity-linking files ({', '.join(FILES)}) in {data_dir}")
     return {"files": files, "multilingual": multilingual_check(kb), "kb_entities": len(kb)}
-
-
-def linking(
-    data_dir: Path = typer.Option(
-        None, "--data-dir", help="entity_linking folder (default ../shared/data/entity_linking)"
-    ),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-) -> None:
-    """Entity linking: KB coverage, in-KB accuracy, NIL precision/recall per file, multilingual check."""
-    console = Console(width=max(150, Console().width))
-    try:
-        result = run_linking_eval(data_dir or default_data_dir())
-    except FileNotFoundError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    if as_json:
-        console.print_json(json.dumps(result))
-        return
-    table = Table(title="Entity linking (no predicate; context = tweet or co-mentions)")
-    cols = [
-        "file",
-        "mentions",
-        "gold_linked",
-        "kb_coverage",
-        "in_kb_accuracy",
-        "accuracy_all_gold",
-        "gold_nil",
-        "nil_precision",
-        "nil_recall",
-        "mentions_per_s",
-    ]
-    for c in cols:
-        table.add_column(c, justify="left" if c == "file" else "right")
-    for row in result["files"]:
-        table.add_row(*[f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
-    console.print(table)
-    ml = Table(title="Multilingual check (KB labels: en / zh-Hans / zh-Hant / es → same QID)")
-    for k in result["multilingual"]:
-        ml.add_column(k, justify="right")
-    ml.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in result["multilingual"].values()])
-    console.print(ml)

@@ -15,11 +15,9 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-import typer
 from pydantic import BaseModel
 
 DEFAULT_DIR = Path("../shared/data/sentiment")
@@ -125,67 +123,6 @@ def run_sentiment(
         if progress is not None:
             progress()
     return out
-
-
-def sentiment(
-    data_dir: Path = typer.Option(DEFAULT_DIR, help="../shared/data/sentiment"),
-    size: int = typer.Option(300, help="Rows per language (balanced, seeded)"),
-    seed: int = typer.Option(13, help="Sampling seed"),
-    langs: str = typer.Option("zh,en,es", help="Comma-separated languages"),
-    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
-    out: Path | None = typer.Option(None, help="Write per-row results (JSONL) here"),
-) -> None:
-    """Document sentiment macro-F1 per language (zh waimai, en UCI, es TASS)."""
-    import typer
-    from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
-
-    from engine.extract import make_extractor
-    from engine.privacy import get_redactor
-
-    console = Console()
-    wanted = [lang.strip() for lang in langs.split(",") if lang.strip()]
-    missing = [str(data_dir / FILES[lang]) for lang in wanted if not (data_dir / FILES[lang]).exists()]
-    if missing:
-        console.print(
-            f"[red]sentiment data not found: {', '.join(missing)}[/red]; this eval reads "
-            "../shared/data/sentiment/ (see ../shared/data/README.md); pass --data-dir."
-        )
-        raise typer.Exit(2)
-    extractor = make_extractor(backend)
-    redactor = get_redactor()
-    summary: dict[str, Any] = {"seed": seed, "size_per_language": size, "backend": extractor.backend.name}
-    samples = {lang: balanced_sample(load_language(data_dir, lang), size, seed) for lang in wanted}
-    # Round-robin over languages, each row appended to the rows file as it finishes: a long run
-    # on shared cores can be read (and scored with score_rows_file) before it ends.
-    order = [row for group in zip_longest(*samples.values()) for row in group if row is not None]
-    rows_path = out.with_suffix(".rows.jsonl") if out else None
-    if rows_path:
-        rows_path.parent.mkdir(parents=True, exist_ok=True)
-        rows_path.write_text("")
-    all_results: list[SentimentResult] = []
-    with Progress(console=console) as progress:
-        task = progress.add_task(f"sentiment {','.join(wanted)} ({len(order)} rows)", total=len(order))
-        for row in order:
-            (result,) = run_sentiment([row], extractor, redactor)
-            all_results.append(result)
-            if rows_path:
-                with rows_path.open("a", encoding="utf-8") as handle:
-                    handle.write(result.model_dump_json() + "\n")
-            progress.advance(task)
-    for lang in wanted:
-        summary[lang] = macro_f1([r for r in all_results if r.lang == lang])
-    table = Table(title=f"Document sentiment (seed={seed}, {size} per language)")
-    for col in ("lang", "n", "macro_f1", "accuracy", "f1 per label", "predicted", "s/doc"):
-        table.add_column(col)
-    for lang in wanted:
-        s = summary[lang]
-        table.add_row(lang, str(s["n"]), str(s["macro_f1"]), str(s["accuracy"]),
-                      json.dumps(s["f1_per_label"]), json.dumps(s["predicted"]), str(s["seconds_per_doc"]))
-    console.print(table)
-    if out:
-        out.write_text(json.dumps(summary, ensure_ascii=False, indent=2))
 
 
 def score_rows_file(path: Path) -> dict[str, Any]:

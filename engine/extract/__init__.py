@@ -8,8 +8,9 @@ Backends (one interface, ``LLMBackend.complete``):
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
+from engine.config import LLMSettings
 from engine.extract.cache import ExtractionCache, cache_key
 from engine.extract.extractor import Extractor, ExtractorConfig
 from engine.extract.types import BackendError, Completion, ExtractionResult, LLMBackend, TokenLogprob
@@ -18,38 +19,44 @@ BACKENDS: tuple[str, ...] = ("llama_cpp", "openai", "transformers")
 
 
 def make_backend(
-    name: str | None = None, *, model: str | None = None, base_url: str | None = None
+    llm: LLMSettings | None = None, *, model: str | None = None, model_cache: Path | None = None
 ) -> LLMBackend:
-    """Backend by name (default PERSONA_LLM_BACKEND or llama_cpp); heavy imports stay lazy."""
-    name = (name or os.environ.get("PERSONA_LLM_BACKEND") or "llama_cpp").strip().lower()
+    """The backend `llm.backend` names, configured from `llm`; `model` overrides its model
+    (a GGUF path, a served model name or a HF directory). Heavy imports stay lazy."""
+    llm = llm or LLMSettings()
+    name = llm.backend.strip().lower()
     if name in ("llama_cpp", "llama", "llamacpp"):
         from engine.extract.llama_backend import LlamaCppBackend
 
-        return LlamaCppBackend(model or os.environ.get("PERSONA_LLM_MODEL_PATH") or None)
+        return LlamaCppBackend(model or llm.model_path, n_threads=llm.threads, model_cache=model_cache)
     if name == "openai":
         from engine.extract.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(base_url=base_url, model=model)
+        return OpenAIBackend(base_url=llm.base_url, model=model or llm.model, api_key=llm.api_key,
+                             response_format=llm.response_format)
     if name in ("transformers", "hf"):
         from engine.extract.hf_backend import TransformersBackend
 
-        model_dir = model or os.environ.get("PERSONA_HF_MODEL_DIR")
+        model_dir = model or llm.hf_model_dir
         if not model_dir:
             raise BackendError("transformers backend needs a model directory (PERSONA_HF_MODEL_DIR)")
-        return TransformersBackend(model_dir)
+        return TransformersBackend(model_dir, device=llm.hf_device)
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def make_extractor(
-    backend: str | None = None,
+    llm: LLMSettings | None = None,
     *,
     allow_sensitive: bool = False,
     model: str | None = None,
-    base_url: str | None = None,
+    model_cache: Path | None = None,
     config: ExtractorConfig | None = None,
 ) -> Extractor:
-    cfg = config or ExtractorConfig(allow_sensitive=allow_sensitive)
-    return Extractor(make_backend(backend, model=model, base_url=base_url), cfg)
+    llm = llm or LLMSettings()
+    cfg = config or ExtractorConfig(
+        allow_sensitive=allow_sensitive, alert_rules=str(llm.alert_rules) if llm.alert_rules else None
+    )
+    return Extractor(make_backend(llm, model=model, model_cache=model_cache), cfg)
 
 
 __all__ = [

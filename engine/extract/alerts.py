@@ -7,7 +7,6 @@ what the model said.
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -55,8 +54,8 @@ class AlertMatcher:
 
 
 def load_rules(path: str | Path | None = None) -> EscalationRules:
-    """Rules from ``path``, else PERSONA_ALERT_RULES, else the shipped defaults (YAML or JSON)."""
-    source = Path(path or os.environ.get("PERSONA_ALERT_RULES") or DEFAULT_RULES_PATH)
+    """Rules from ``path``, else the shipped defaults (YAML or JSON)."""
+    source = Path(path or DEFAULT_RULES_PATH)
     with source.open(encoding="utf-8") as handle:
         data = yaml.safe_load(handle)  # JSON is valid YAML
     return EscalationRules.model_validate(data)

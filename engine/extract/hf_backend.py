@@ -10,7 +10,6 @@ On a GPU: ``PERSONA_HF_DEVICE=cuda`` (default: cuda when available, else cpu).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -98,7 +97,7 @@ class TransformersBackend:
         path = Path(model_dir)
         if not path.is_dir():
             raise BackendError(f"model directory not found: {path}")
-        self.device = device or os.environ.get("PERSONA_HF_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         # transformers ≥ 4.56 calls it `dtype`; older releases only know `torch_dtype`.

@@ -41,10 +41,7 @@ LABEL_WORDS = ("positive", "negative", "neutral")
 
 
 def default_threads() -> int:
-    """PERSONA_LLM_THREADS, else all cores the process may use (2 on the CI/dev machines)."""
-    raw = os.environ.get("PERSONA_LLM_THREADS")
-    if raw:
-        return max(1, int(raw))
+    """All cores the process may use (2 on the CI/dev machines)."""
     return max(1, len(os.sched_getaffinity(0)))
 
 
@@ -134,11 +131,12 @@ class LlamaCppBackend:
         repeat_penalty: float = 1.0,
         guided: bool = True,
         continue_bias: float = 0.0,
+        model_cache: Path | None = None,
     ) -> None:
         if model_path is None:
             from engine.extract.model_files import ensure_model
 
-            model_path = ensure_model()
+            model_path = ensure_model(model_cache)
         self.model_path = Path(model_path)
         self.model_id = f"llama_cpp:{self.model_path.name}"
         self.n_ctx = n_ctx

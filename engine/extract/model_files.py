@@ -25,10 +25,8 @@ class ModelFilesError(RuntimeError):
 
 
 def models_dir() -> Path:
-    """PERSONA_HOME/models when PERSONA_HOME is set, else ~/.cache/persona-engine/models."""
-    home = os.environ.get("PERSONA_HOME")
-    base = Path(home) if home else Path.home() / ".cache" / "persona-engine"
-    return base / "models"
+    """The default model cache (Settings.model_cache overrides it): shared by every persona home."""
+    return Path.home() / ".cache" / "persona-engine" / "models"
 
 
 def part_paths() -> list[Path]:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -53,20 +52,17 @@ class OpenAIBackend:
         response_format: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = (base_url or os.environ.get("PERSONA_LLM_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip("/")
-        self.model = model or os.environ.get("PERSONA_LLM_MODEL") or "Qwen/Qwen2.5-7B-Instruct"
+        self.base_url = (base_url or "http://127.0.0.1:8000/v1").rstrip("/")
+        self.model = model or "Qwen/Qwen2.5-7B-Instruct"
         self.model_id = f"openai:{self.base_url}:{self.model}"
-        key = api_key or os.environ.get("PERSONA_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.max_retries = max_retries
         self.backoff = backoff
         self.logprobs = logprobs
         # "json_schema" (OpenAI, vLLM, SGLang, Ollama, llama.cpp's C++ server) or "json_object"
         # with an inline schema (llama-cpp-python's server). Downgraded automatically once if
         # the server rejects the first style.
-        self.response_format = (
-            response_format or os.environ.get("PERSONA_LLM_RESPONSE_FORMAT") or "json_schema"
-        )
+        self.response_format = response_format or "json_schema"
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._client = httpx.Client(
             base_url=self.base_url,

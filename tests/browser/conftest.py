@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 
 from engine.api import create_app
-from engine.config import Settings
-from engine.facts_input import FactLine, read_fact_lines
+from engine.config import ApiSettings, Settings
+from engine.ingest import FactLine, read_fact_lines
 from engine.pipeline import apply_fact_lines
 from engine.store import ServerStatus
 from engine.store.falkor import FalkorStore
@@ -51,7 +51,7 @@ def demo_graph(falkor_server: ServerStatus, tmp_path_factory: pytest.TempPathFac
     store.ensure_schema()
     settings = Settings(home=tmp_path_factory.mktemp("browser-home"),
                         graph_uri=f"falkordb://127.0.0.1:{falkor_server.port}", graph_name=name,
-                        api_token=TOKEN)
+                        api=ApiSettings(token=TOKEN))
     apply_fact_lines(store, settings, _demo_lines())
     try:
         from engine.segment import apply_definition, run_segment

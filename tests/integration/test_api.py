@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.api import ApiOptions, create_app
+from engine.api import create_app
+from engine.config import ApiSettings
 from engine.api.users import STATEMENTS as USER_STATEMENTS
 from engine.config import Settings
 from engine.contracts import DocumentSentiment, Fact
 from engine.extract import ExtractionResult
-from engine.facts_input import FactLine, read_fact_lines
+from engine.ingest import FactLine, read_fact_lines
 from engine.pipeline import apply_fact_lines
 from engine.store import QueryResult, StoreError
 from tests.cypherlint import lint_statements
@@ -44,13 +45,13 @@ class FakeExtractor:
 
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"api_token": TOKEN})
+    return settings.model_copy(update={"api": ApiSettings(token=TOKEN)})
 
 
 @pytest.fixture
 def client(store, api_settings: Settings) -> Iterator[TestClient]:
     apply_fact_lines(store, api_settings, demo_lines())
-    app = create_app(api_settings, store, options=ApiOptions(max_body_bytes=64 * 1024, cypher_max_rows=50,
+    app = create_app(api_settings, store, options=ApiSettings(max_body_bytes=64 * 1024, cypher_max_rows=50,
                                                              cypher_timeout_ms=2000),
                      extractor=FakeExtractor())
     with TestClient(app, raise_server_exceptions=False) as c:
@@ -134,7 +135,7 @@ def test_graph_has_facts_statuses_and_wikidata_context(client: TestClient) -> No
 
 def test_graph_context_is_capped_per_entity(store, api_settings: Settings) -> None:
     apply_fact_lines(store, api_settings, demo_lines())
-    app = create_app(api_settings, store, options=ApiOptions(graph_context_per_entity=1))
+    app = create_app(api_settings, store, options=ApiSettings(graph_context_per_entity=1))
     graph = TestClient(app).get("/users/ana/graph").json()
     context = [e for e in graph["edges"] if e["type"] in {"INSTANCE_OF", "SUBCLASS_OF", "LOCATED_IN"}]
     sources = [e["source"] for e in context]
@@ -202,7 +203,7 @@ def test_ingest_and_forget_need_the_token(client: TestClient) -> None:
 
 
 def test_write_endpoints_disabled_without_configured_token(store, settings: Settings) -> None:
-    c = TestClient(create_app(settings, store))  # settings.api_token is None
+    c = TestClient(create_app(settings, store))  # settings.api.token is None
     assert_error(c.post("/ingest", json={"facts": [FACT]}, headers=AUTH), 401, "PERSONA_API_TOKEN")
 
 

@@ -44,8 +44,8 @@ def test_bad_lines_are_reported_and_the_rest_is_ingested(tmp_path: Path, cli_env
     result = runner.invoke(app, ["ingest-facts", str(file), "--json"], env=cli_env)
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout)
-    assert summary["facts_applied"] == 2
-    errors = "\n".join(summary["errors"])
+    assert summary["applied"] == 2 and summary["failed"] == 7
+    errors = "\n".join(f"line {e['line']}: {e['field']}: {e['message']}" for e in summary["errors"])
     for expected in (
         "line 2: record: not valid JSON",
         "line 3: predicate: unknown predicate 'LOVES_DEEPLY'",

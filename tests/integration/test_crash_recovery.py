@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 WRITER = r"""
 import json, os, sys
 from engine.config import Settings
-from engine.facts_input import parse_fact_line
+from engine.ingest import parse_fact_line
 from engine.pipeline import apply_fact_lines
 from engine.store.falkor import FalkorStore
 

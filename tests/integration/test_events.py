@@ -6,29 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from engine.cli import app
 from engine.config import Settings
-from engine.events import Event, apply_events, ingest_event_file
-from engine.segment.cli import export, ingest_events, segment_app
+from engine.ingest import Event, read_events
+from engine.pipeline import apply_events, ingest_events
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
-
-
-def cli_app() -> typer.Typer:
-    """The commands mounted the way engine/cli.py mounts them (root callback sets Settings)."""
-    app = typer.Typer()
-
-    @app.callback()
-    def main(ctx: typer.Context) -> None:
-        ctx.obj = Settings.from_env()
-
-    app.add_typer(segment_app, name="segment")
-    app.command("ingest-events")(ingest_events)
-    app.command("export")(export)
-    return app
 
 
 def ev(**kw: object) -> str:
@@ -57,8 +43,8 @@ def test_events_become_edges_with_net_counts_amounts_and_rfm(store, tmp_path: Pa
         ev(event_id="e4", type="view", item="Nike", item_qid="Q483915", amount=None),
         ev(event_id="e5", type="cart", item="Nike", item_qid="Q483915", amount=None, ts="2024-05-02T00:00:00Z"),
     ]) + "\n")
-    report = ingest_event_file(store, f)
-    assert (report.events_applied, report.errors) == (5, [])
+    report = ingest_events(store, Settings(), read_events(f))
+    assert (report.applied, report.errors) == (5, [])
     p = edge(store, "ana")["Q5372"]
     assert (p["count"], p["amount"], p["refund_count"]) == (1, 30.0, 1)
     assert (p["first_ts"], p["last_ts"], p["last_purchase_ts"]) == (
@@ -71,8 +57,8 @@ def test_events_become_edges_with_net_counts_amounts_and_rfm(store, tmp_path: Pa
         1, 30.0, "2024-05-03T10:00:00Z", 2)
     assert u["updated_at"] and "rfm_recency_days" not in u
     # idempotent: the same file again changes nothing
-    again = ingest_event_file(store, f)
-    assert again.events_applied == 0
+    again = ingest_events(store, Settings(), read_events(f))
+    assert again.applied == 0
     assert edge(store, "ana")["Q5372"] == p
 
 
@@ -116,12 +102,12 @@ def test_bad_lines_reported_with_line_and_field_rest_goes_in(tmp_path: Path, cli
         "",
         ev(event_id="ok2", user_id="bob"),
     ]) + "\n")
-    result = runner.invoke(cli_app(), ["ingest-events", str(f), "--json"], env=cli_env)
+    result = runner.invoke(app, ["ingest-events", str(f), "--json"], env=cli_env)
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout)
-    assert summary["events_applied"] == 2
-    errors = "\n".join(summary["errors"])
-    for expected in ("line 2: json:", "line 3: type:", "line 4: amount:", "line 5: ts:", "line 6: item_qid:",
+    assert summary["applied"] == 2 and summary["failed"] == 7
+    errors = "\n".join(f"line {e['line']}: {e['field']}: {e['message']}" for e in summary["errors"])
+    for expected in ("line 2: record:", "line 3: type:", "line 4: amount:", "line 5: ts:", "line 6: item_qid:",
                      "line 7: currency:", "line 8: colour: unknown field"):
         assert expected in errors, errors
 
@@ -134,7 +120,7 @@ def test_csv_events(tmp_path: Path, cli_env, store) -> None:
         "bob,view,Nike,Q483915,,,,2024-01-02T00:00:00Z,\n"
         "cy,purchase,basketball,Q5372,,abc,USD,2024-01-01T00:00:00Z,c3\n"
     )
-    result = runner.invoke(cli_app(), ["ingest-events", str(f)], env=cli_env)
+    result = runner.invoke(app, ["ingest-events", str(f)], env=cli_env)
     assert result.exit_code == 1
     assert "line 4: amount:" in result.output
     assert edge(store, "ana")["Q5372"]["amount"] == 12.5
@@ -142,7 +128,6 @@ def test_csv_events(tmp_path: Path, cli_env, store) -> None:
 
 
 def test_help_for_every_command(cli_env) -> None:
-    app = cli_app()
     for args in (["ingest-events"], ["export"], ["segment"], ["segment", "apply"], ["segment", "list"],
                  ["segment", "run"], ["segment", "members"], ["segment", "discover"], ["segment", "explain"]):
         result = runner.invoke(app, [*args, "--help"], env=cli_env)

@@ -12,12 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from engine import export as export_mod
+from engine.cli import app
 from engine.export import ExportError, export_segment, hash_id
 from engine.pipeline import apply_fact_lines
 from engine.segment import SegmentNotFound, apply_definition, run_segment
 from engine.segment import service as segment_service
 from tests.factlines import fact
-from tests.integration.test_events import cli_app
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -134,17 +134,17 @@ def test_failure_mid_write_leaves_nothing_half_written(segment, tmp_path: Path, 
 def test_cli_export(segment, tmp_path: Path, cli_env) -> None:
     out = tmp_path / "cn.parquet"
     env = {**cli_env, "PERSONA_EXPORT_SALT": "cli-salt"}
-    result = runner.invoke(cli_app(), ["export", "cn", "--format", "parquet", "--out", str(out), "--hash-ids",
+    result = runner.invoke(app, ["export", "cn", "--format", "parquet", "--out", str(out), "--hash-ids",
                                        "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == 2
-    bad = runner.invoke(cli_app(), ["export", "cn", "--out", str(tmp_path / "no" / "x.csv")], env=cli_env)
+    bad = runner.invoke(app, ["export", "cn", "--out", str(tmp_path / "no" / "x.csv")], env=cli_env)
     assert bad.exit_code == 1
     assert "does not exist" in bad.output
 
 
 def test_odd_ids_and_reasons_survive_the_packed_rows(store, settings, tmp_path: Path) -> None:
-    odd = ["a|b|3|x", "名字😀|", "tab\tnew\nline"]
+    odd = ["a|b|3|x", "名字😀|", 'space, "quote" and,comma']
     apply_fact_lines(store, settings, [
         fact(doc_id=f"doc|{i}", user_id=u, predicate="LIVES_IN", object_qid="Q8686", object_types=["Q515"])
         for i, u in enumerate(odd)

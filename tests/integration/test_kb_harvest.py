@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from linkers.cli import kb_app
+from engine.cli import app
 from linkers.kb import load_kb
 from linkers.link import context_edges, link
 
@@ -110,7 +110,7 @@ def test_harvest_pulls_class_tree_and_builds_kb(sparql_endpoint: str, tmp_path: 
     runner = CliRunner()
     out = tmp_path / "sport.nt"
     res = runner.invoke(
-        kb_app, ["harvest", "--endpoint", sparql_endpoint, "--root", "Q349", "--out", str(out)]
+        app, ["kb", "harvest", "--endpoint", sparql_endpoint, "--root", "Q349", "--out", str(out)]
     )
     assert res.exit_code == 0, res.output
     text = out.read_text(encoding="utf-8")
@@ -120,7 +120,7 @@ def test_harvest_pulls_class_tree_and_builds_kb(sparql_endpoint: str, tmp_path: 
 
     kb_file = tmp_path / "kb.bin"
     res = runner.invoke(
-        kb_app, ["build", "--no-shared", "--no-curated", "--ntriples", str(out), "--out", str(kb_file)]
+        app, ["kb", "build", "--no-shared", "--no-curated", "--ntriples", str(out), "--out", str(kb_file)]
     )
     assert res.exit_code == 0, res.output
     kb = load_kb(kb_file)
@@ -134,8 +134,9 @@ def test_harvest_pulls_class_tree_and_builds_kb(sparql_endpoint: str, tmp_path: 
 def test_harvest_reports_unreachable_endpoint(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
     res = CliRunner().invoke(
-        kb_app,
+        app,
         [
+            "kb",
             "harvest",
             "--endpoint",
             f"http://127.0.0.1:{port}/query",
@@ -152,5 +153,5 @@ def test_harvest_reports_unreachable_endpoint(tmp_path: Path) -> None:
 
 
 def test_harvest_rejects_bad_root(tmp_path: Path) -> None:
-    res = CliRunner().invoke(kb_app, ["harvest", "--endpoint", "http://127.0.0.1:9/query", "--root", "sport"])
+    res = CliRunner().invoke(app, ["kb", "harvest", "--endpoint", "http://127.0.0.1:9/query", "--root", "sport"])
     assert res.exit_code == 2 and "QIDs" in res.output

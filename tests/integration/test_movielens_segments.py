@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import Event, apply_events
 from engine.export import export_segment
-from engine.pipeline import apply_fact_lines
+from engine.ingest import Event
+from engine.pipeline import apply_events, apply_fact_lines
 from engine.segment import apply_definition, run_segment, segment_members
 from engine.segment.discover import discover
 from tests.factlines import fact

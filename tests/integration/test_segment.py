@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.contracts import DocumentSentiment
-from engine.events import Event, apply_events
-from engine.fuse import DocumentIn, fuse
-from engine.pipeline import apply_fact_lines
+from engine.contracts import DocumentIn, DocumentSentiment
+from engine.fuse import fuse
+from engine.ingest import Event
+from engine.pipeline import apply_events, apply_fact_lines
 from engine.segment import (
     SegmentDefinitionError,
     SegmentNotFound,

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.events import Event, apply_events, behaviour_edge_statement, user_aggregates_statement
 from engine.export import export_segment, export_statement
-from engine.pipeline import apply_fact_lines
+from engine.fuse import behaviour_edge_statement, user_aggregates_statement
+from engine.ingest import Event
+from engine.pipeline import apply_events, apply_fact_lines
 from engine.segment import apply_definition, parse_definition, run_segment, segment_members, service
 from engine.segment.compile import (
     HIERARCHY,

@@ -13,7 +13,8 @@ import pytest
 
 from engine.contracts import Record
 from engine.extract import Extractor, ExtractorConfig
-from engine.ingest import RecordError, process_records, read_records
+from engine.ingest import LineError, read_records
+from engine.pipeline import extract_documents
 
 pytestmark = pytest.mark.llm
 
@@ -99,7 +100,7 @@ def test_planted_pii_never_reaches_the_real_model(llama_backend, redactor):
     text = "我住在杭州，手机13812345678，身份证11010519491231002X，卡号6222021234567890128，邮箱wang.li@qq.com"
     proxy = RecordingProxy(llama_backend)
     record = Record(user_id="u1", text=text, ts=datetime(2024, 1, 1, tzinfo=UTC))
-    (doc,) = process_records([record], Extractor(proxy), redactor=redactor)
+    (doc,) = extract_documents([record], Extractor(proxy), redactor=redactor)
     assert doc.status == "ok" and doc.lang == "zh"
     for secret in secrets:
         assert all(secret not in p for p in proxy.prompts)
@@ -120,14 +121,14 @@ def test_bad_inputs_each_get_a_clear_outcome(tmp_path, llama_backend, redactor):
         json.dumps({"user_id": "ok", "text": "I live in Berlin.", "ts": ts}).encode(),
     ]
     path.write_bytes(b"\n".join(lines) + b"\n")
-    items = list(read_records(path, oversize="truncate"))
-    errors = [i for i in items if isinstance(i, RecordError)]
+    items = [i for _, i in read_records(path, oversize="truncate")]
+    errors = [i for i in items if isinstance(i, LineError)]
     records = [i for i in items if isinstance(i, Record)]
     assert {e.line for e in errors if e.fatal} == {3, 4}
-    assert any(not e.fatal and "truncated" in e.reason for e in errors)
+    assert any(not e.fatal and "truncated" in e.message for e in errors)
     # Two windows keep this test short; the result must say the rest was not read.
     extractor = Extractor(llama_backend, ExtractorConfig(max_windows=2))
-    docs = {d.user_id: d for d in process_records(records, extractor, redactor=redactor)}
+    docs = {d.user_id: d for d in extract_documents(records, extractor, redactor=redactor)}
     assert docs["empty"].status == "empty" and docs["empty"].llm_calls == 0
     assert docs["long"].status == "ok" and docs["long"].llm_calls == 2
     assert any("truncated" in n for n in docs["long"].notes)

@@ -9,9 +9,8 @@ import pytest
 
 from engine.contracts import Record
 from engine.extract import ExtractionCache
-from engine.ingest import process_records
 from engine.persona import get_persona
-from engine.pipeline import apply_documents
+from engine.pipeline import apply_documents, extract_documents
 
 pytestmark = [pytest.mark.llm, pytest.mark.integration]
 
@@ -26,7 +25,7 @@ def test_texts_become_grounded_facts_in_the_graph(extractor, store, settings, tm
         Record(user_id="u-es", doc_id="es1", ts=ts, text=f"Vivo en Madrid. Escríbeme a {EMAIL}"),
     ]
     cache = ExtractionCache(tmp_path / "cache.sqlite")
-    docs = list(process_records(records, extractor, cache=cache))
+    docs = list(extract_documents(records, extractor, cache=cache))
     assert all(d.error is None for d in docs), [d.error for d in docs]
     assert all(d.llm_calls <= 1 for d in docs)
     apply_documents(store, settings, docs)
@@ -46,5 +45,5 @@ def test_texts_become_grounded_facts_in_the_graph(extractor, store, settings, tm
     assert "<PHONE" in dump or "PHONE>" in dump  # the redacted text is what is stored
 
     # the same texts again cost no LLM call (content-hash cache) and change nothing
-    again = list(process_records(records, extractor, cache=cache))
+    again = list(extract_documents(records, extractor, cache=cache))
     assert sum(d.llm_calls for d in again) == 0

@@ -294,6 +294,9 @@ def test_model_parts_are_joined_atomically_and_verified(tmp_path, monkeypatch):
     assert list((tmp_path / "other").iterdir()) == []  # no half-written file left behind
 
 
-def test_models_dir_honours_persona_home(monkeypatch, tmp_path):
-    monkeypatch.setenv("PERSONA_HOME", str(tmp_path))
-    assert model_files.models_dir() == tmp_path / "models"
+def test_model_cache_is_one_setting_shared_by_every_home(tmp_path):
+    from engine.config import Settings
+
+    one, two = Settings.from_env({"PERSONA_HOME": "a"}), Settings.from_env({"PERSONA_HOME": "b"})
+    assert one.model_cache == two.model_cache == model_files.models_dir()
+    assert Settings.from_env({"PERSONA_MODEL_CACHE": str(tmp_path)}).model_cache == tmp_path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.facts_input import FactLine, LineError, parse_fact_line, read_fact_lines
+from engine.ingest import FactLine, LineError, parse_fact_line, read_fact_lines
 
 
 def line(**kw: object) -> str:
@@ -28,7 +28,7 @@ def test_errors_name_line_and_field() -> None:
         line(predicate="PURCHASED"): "record",
         line(object_types=["Q1", "Paris"]): "object_types",
         line(extra_field=1): "extra_field",
-        line(text="a\x00b"): "record",
+        line(text="a\x00b"): "text",
         "[1, 2]": "record",
     }
     for raw, field in cases.items():

@@ -11,13 +11,8 @@ import pytest
 from engine.contracts import Record
 from engine.extract import ExtractionCache, Extractor
 from engine.extract.types import Completion
-from engine.ingest import (
-    RecordError,
-    detect_language,
-    normalise_lang,
-    process_records,
-    read_records,
-)
+from engine.ingest import LineError, detect_language, normalise_lang, read_records
+from engine.pipeline import extract_documents
 
 TS = "2024-05-01T10:00:00Z"
 
@@ -42,33 +37,33 @@ def test_jsonl_bad_records_are_reported_and_the_batch_goes_on(tmp_path):
             json.dumps({"user_id": "u7", "text": "Vivo en Madrid.", "ts": TS, "lang": "es-MX"}).encode(),
         ],
     )
-    items = list(read_records(path))
-    errors = [i for i in items if isinstance(i, RecordError)]
+    items = [i for _, i in read_records(path)]
+    errors = [i for i in items if isinstance(i, LineError)]
     records = [i for i in items if isinstance(i, Record)]
     assert [r.user_id for r in records] == ["u1", "u6", "u7"]
     by_line = {e.line: e for e in errors}
-    assert "bad JSON" in by_line[2].reason
-    assert by_line[3].field == "user_id" and by_line[3].reason == "missing"
+    assert "not valid JSON" in by_line[2].message
+    assert by_line[3].field == "user_id" and by_line[3].message == "missing"
     assert by_line[4].field == "ts"
-    assert "invalid UTF-8" in by_line[5].reason
-    assert by_line[6].field == "text" and "binary" in by_line[6].reason
+    assert "invalid UTF-8" in by_line[5].message
+    assert by_line[6].field == "text" and "binary" in by_line[6].message
     assert all(e.fatal for e in errors)
-    assert "in.jsonl:3 [user_id] error: missing" == str(by_line[3])
+    assert "line 3: user_id: missing" == str(by_line[3])
 
 
 def test_oversized_text_is_chunked_and_says_so(tmp_path):
     path = tmp_path / "big.jsonl"
     text = ("I live in Berlin and I love long walks. " * 1250)[:50_000]
     write_jsonl(path, [json.dumps({"user_id": "u1", "text": text, "ts": TS, "doc_id": "d1"}).encode()])
-    items = list(read_records(path))
+    items = [i for _, i in read_records(path)]
     warning, *parts = items
-    assert isinstance(warning, RecordError) and not warning.fatal
-    assert "50000 characters chunked into 3 documents" in warning.reason
+    assert isinstance(warning, LineError) and not warning.fatal
+    assert "50000 characters chunked into 3 documents" in warning.message
     assert [p.doc_id for p in parts] == ["d1#part1", "d1#part2", "d1#part3"]
     assert "".join(p.text for p in parts) == text
     assert all(len(p.text) <= 20_000 for p in parts)
-    truncated = list(read_records(path, oversize="truncate"))
-    assert "truncated" in truncated[0].reason and len(truncated) == 2
+    truncated = [i for _, i in read_records(path, oversize="truncate")]
+    assert "truncated" in truncated[0].message and len(truncated) == 2
 
 
 def test_csv_and_parquet(tmp_path):
@@ -78,18 +73,18 @@ def test_csv_and_parquet(tmp_path):
         writer.writeheader()
         writer.writerow({"user_id": "u1", "text": "我住在上海", "ts": TS, "source": "review"})
         writer.writerow({"user_id": "", "text": "no user", "ts": TS, "source": "review"})
-    items = list(read_records(csv_path))
+    items = [i for _, i in read_records(csv_path)]
     assert isinstance(items[0], Record) and items[0].source == "review"
-    assert isinstance(items[1], RecordError) and items[1].line == 3 and items[1].field == "user_id"
+    assert isinstance(items[1], LineError) and items[1].line == 3 and items[1].field == "user_id"
 
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
     table = pa.table({"user_id": ["u1", None], "text": ["Vivo en Madrid", "x"], "ts": [TS, TS]})
     pq.write_table(table, tmp_path / "in.parquet")
-    items = list(read_records(tmp_path / "in.parquet"))
+    items = [i for _, i in read_records(tmp_path / "in.parquet")]
     assert isinstance(items[0], Record)
-    assert isinstance(items[1], RecordError) and items[1].line == 2 and items[1].field == "user_id"
+    assert isinstance(items[1], LineError) and items[1].line == 2 and items[1].field == "user_id"
 
 
 def test_unsupported_file_type(tmp_path):
@@ -155,7 +150,7 @@ def test_process_records_dedupes_caches_and_reports(tmp_path):
         rec("u3", "   "),
         rec("u4", "Je vis à Berlin, j'habite ici depuis longtemps."),
     ]
-    docs = list(process_records(records, extractor, cache=cache))
+    docs = list(extract_documents(records, extractor, cache=cache))
     assert [d.status for d in docs] == ["ok", "duplicate", "duplicate", "ok", "empty", "ok"]
     assert docs[0].llm_calls == 1 and not docs[0].cached
     assert docs[3].cached and docs[3].llm_calls == 0
@@ -163,7 +158,7 @@ def test_process_records_dedupes_caches_and_reports(tmp_path):
     assert docs[5].lang == "other" and any("not en/zh/es" in n for n in docs[5].notes)
     assert docs[3].doc_id.startswith("h:")
     assert backend.calls == 2  # u1 once, u4 once; the u2 text came from the cache
-    no_text = list(process_records([rec("u9", "I live in Berlin.")], extractor, store_text=False))
+    no_text = list(extract_documents([rec("u9", "I live in Berlin.")], extractor, store_text=False))
     assert no_text[0].redacted_text is None
 
 
@@ -189,5 +184,5 @@ def test_ingest_command_dry_run_prints_summary(tmp_path, monkeypatch):
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [d["status"] for d in docs] == ["ok", "duplicate", "empty"]
     errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
-    assert errors[0]["line"] == 3 and "bad JSON" in errors[0]["reason"]
+    assert errors[0]["line"] == 3 and "not valid JSON" in errors[0]["message"]
     assert (tmp_path / "home" / "extraction_cache.sqlite").exists()

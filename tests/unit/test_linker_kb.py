@@ -13,12 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 import linkers
+from engine.cli import app
 from linkers.build import BuildOptions, MissingDataError, build_kb
-from linkers.cli import kb_app
 from linkers.draft import KBDraft
 from linkers.dump import read_json_dump
-from linkers.kb import KB_ENV, KBError, load_kb, reset_cache
+from linkers.kb import KBError, load_kb, reset_cache
 from linkers.link import link
+
+KB_ENV = "PERSONA_KB_PATH"
 
 
 def test_missing_kb_file_says_how_to_rebuild(tmp_path: Path) -> None:
@@ -55,12 +57,14 @@ def test_public_api_reports_corrupt_kb(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv(KB_ENV, str(bad))
     reset_cache()
     try:
+        res = CliRunner().invoke(app, ["kb", "info"])  # the CLI reads PERSONA_KB_PATH through Settings
+        assert res.exit_code == 2 and "persona kb build" in res.output
+        linkers.use_kb(bad)
         with pytest.raises(KBError, match="persona kb build"):
             linkers.link_object("Berlin")
-        res = CliRunner().invoke(kb_app, ["info"])
-        assert res.exit_code == 2 and "persona kb build" in res.output
     finally:
         monkeypatch.delenv(KB_ENV)
+        linkers.use_kb(None)
         reset_cache()
 
 
@@ -68,7 +72,7 @@ def test_builder_says_when_shared_data_is_missing(tmp_path: Path) -> None:
     with pytest.raises(MissingDataError, match="--data-dir"):
         build_kb(BuildOptions(data_dir=tmp_path / "absent", out=tmp_path / "kb.bin"))
     res = CliRunner().invoke(
-        kb_app, ["build", "--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path / "k.bin")]
+        app, ["kb", "build", "--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path / "k.bin")]
     )
     assert res.exit_code == 2 and "PERSONA_WIKIDATA_DIR" in res.output
 

@@ -13,7 +13,7 @@ pytest.importorskip("presidio_analyzer")
 from engine.contracts import Record  # noqa: E402
 from engine.extract import ExtractionCache, Extractor  # noqa: E402
 from engine.extract.types import Completion  # noqa: E402
-from engine.ingest import process_records  # noqa: E402
+from engine.pipeline import extract_documents  # noqa: E402
 from engine.privacy import cn_resident_id_ok, get_redactor, luhn_ok, url_is_personal  # noqa: E402
 
 # Valid test identifiers (checksums pass): Visa test card, UnionPay (Luhn), PRC ID (GB 11643).
@@ -114,7 +114,7 @@ def test_pii_never_reaches_prompt_cache_or_logs(tmp_path, caplog, redactor, lang
     cache = ExtractionCache(tmp_path / "cache.sqlite")
     record = Record(user_id="u1", text=text, ts=datetime(2024, 1, 1, tzinfo=UTC), lang=lang)
     with caplog.at_level(logging.DEBUG):
-        docs = list(process_records([record], Extractor(backend), redactor=redactor, cache=cache))
+        docs = list(extract_documents([record], Extractor(backend), redactor=redactor, cache=cache))
     cache.close()
     assert docs[0].status == "ok"
     stored = (tmp_path / "cache.sqlite").read_bytes().decode("utf-8", errors="ignore")

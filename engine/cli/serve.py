@@ -1,10 +1,10 @@
-"""`persona serve`: the HTTP API and explorer UI with uvicorn (registered by engine/cli.py)."""
+"""`persona serve`: the HTTP API and explorer UI with uvicorn."""
 
 from __future__ import annotations
 
 import typer
 
-from engine.config import Settings
+from engine.cli._util import EXIT_USAGE, fail, settings_of
 
 
 def serve(
@@ -19,13 +19,11 @@ def serve(
     from engine.api.app import create_app
     from engine.store import StoreError, open_store
 
-    root = ctx.find_root().obj if ctx is not None else None
-    settings = root if isinstance(root, Settings) else Settings.from_env()
+    settings = settings_of(ctx)
     try:
         store = open_store(settings)  # fail here with a clear message, not inside uvicorn
     except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), EXIT_USAGE)
     app = create_app(settings, store)
     typer.echo(f"Persona Engine explorer: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     try:

@@ -8,14 +8,13 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine.cli._util import console, settings_of
 from linkers.kb import DEFAULT_KB_PATH, KBError, get_kb, kb_path, reset_cache
 
 kb_app = typer.Typer(help="Wikidata knowledge base: build, info, link, harvest.", no_args_is_help=True)
-console = Console()
 
 
 def _steps(progress: Progress, task: int):  # type: ignore[no-untyped-def]
@@ -28,6 +27,7 @@ def _steps(progress: Progress, task: int):  # type: ignore[no-untyped-def]
 
 @kb_app.command()
 def build(
+    ctx: typer.Context,
     data_dir: Path = typer.Option(
         None, "--data-dir", help="Wikidata inputs (default ../shared/data/wikidata or $PERSONA_WIKIDATA_DIR)"
     ),
@@ -48,7 +48,7 @@ def build(
     from linkers.build import BuildOptions, MissingDataError, build_kb
 
     opts = BuildOptions(
-        data_dir=data_dir,
+        data_dir=data_dir or settings_of(ctx).data.wikidata_dir(),
         use_shared=not no_shared,
         dumps=dump,
         ntriples=ntriples,

@@ -1,9 +1,4 @@
-"""CLI for segments, behaviour events and exports.
-
-`segment_app` is mounted by engine/cli.py as `persona segment`; `ingest_events` and `export` are
-plain command functions registered there as `persona ingest-events` and `persona export`.
-Settings come from the root context (`ctx.find_root().obj`), falling back to the environment.
-"""
+"""`persona segment …`: define, run, inspect and discover audience segments."""
 
 from __future__ import annotations
 
@@ -11,24 +6,11 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.cli_support import connect as _connect
-from engine.cli_support import err
-from engine.cli_support import print_json as _json
+from engine.cli._util import connect, console, fail, print_json
 
-segment_app = typer.Typer(
-    help="Define, run, inspect and discover audience segments.", no_args_is_help=True
-)
-console = Console()
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
-
+segment_app = typer.Typer(help="Define, run, inspect and discover audience segments.", no_args_is_help=True)
 
 
 def _parse_now(now: str | None) -> datetime | None:
@@ -38,16 +20,6 @@ def _parse_now(now: str | None) -> datetime | None:
         return datetime.fromisoformat(now.replace("Z", "+00:00"))
     except ValueError:
         raise typer.BadParameter(f"{now!r} is not an ISO-8601 timestamp", param_hint="--now") from None
-
-
-def _bar() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-    )
 
 
 # --- segment ---------------------------------------------------------------------------------
@@ -63,14 +35,14 @@ def apply_cmd(
     """Validate and save a segment definition (errors name the offending key)."""
     from engine.segment import SegmentDefinitionError, apply_definition, run_segment
 
-    store = _connect(ctx)
+    store = connect(ctx)
     try:
         info = apply_definition(store, file)
     except SegmentDefinitionError as exc:
-        raise _fail(f"{file}: {exc}") from None
+        fail(f"{file}: {exc}")
     report = run_segment(store, info.id) if run else None
     if as_json:
-        _json({"segment": info.model_dump(), "run": report.model_dump() if report else None})
+        print_json({"segment": info.model_dump(), "run": report.model_dump() if report else None})
         return
     console.print(f"saved segment [bold]{info.id}[/bold] ({info.definition_hash[:19]}…)")
     if report:
@@ -82,9 +54,9 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) 
     """List the segments with size and last run."""
     from engine.segment import list_segments
 
-    rows = list_segments(_connect(ctx))
+    rows = list_segments(connect(ctx))
     if as_json:
-        _json([s.model_dump() for s in rows])
+        print_json([s.model_dump() for s in rows])
         return
     table = Table(title="segments")
     for col in ("id", "name", "kind", "size", "last_run_at"):
@@ -105,7 +77,7 @@ def run_cmd(
     """Recompute memberships: joiners and leavers are recorded on MEMBER_OF (since / left_at)."""
     from engine.segment import SegmentNotFound, SegmentRunError, run_all, run_segment
 
-    store = _connect(ctx)
+    store = connect(ctx)
     when = _parse_now(now)
     try:
         reports = (
@@ -114,9 +86,9 @@ def run_cmd(
             else run_all(store, incremental=incremental, now=when)
         )
     except (SegmentNotFound, SegmentRunError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     if as_json:
-        _json([r.model_dump() for r in reports])
+        print_json([r.model_dump() for r in reports])
         return
     table = Table(title="segment runs")
     for col in ("segment", "mode", "evaluated", "size", "joined", "left", "updated", "seconds"):
@@ -141,11 +113,11 @@ def members_cmd(
     from engine.segment import SegmentNotFound, segment_members
 
     try:
-        rows = segment_members(_connect(ctx), segment_id, offset=offset, limit=limit)
+        rows = segment_members(connect(ctx), segment_id, offset=offset, limit=limit)
     except SegmentNotFound as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     if as_json:
-        _json([m.model_dump() for m in rows])
+        print_json([m.model_dump() for m in rows])
         return
     table = Table(title=f"members of {segment_id}")
     for col in ("user", "confidence", "since", "reason"):
@@ -178,9 +150,9 @@ def explain_cmd(
                                   min_confidence=definition.min_confidence)
             out.append({"condition": leaf.path or "cypher", "cypher": stmt.cypher, "params": stmt.params})
     except SegmentDefinitionError as exc:
-        raise _fail(f"{file}: {exc}") from None
+        fail(f"{file}: {exc}")
     if as_json:
-        _json(out)
+        print_json(out)
         return
     for item in out:
         console.print(f"[bold]{item['condition']}[/bold] params={item['params']}")
@@ -202,7 +174,7 @@ def discover_cmd(
     from engine.segment import apply_definition, run_segment
     from engine.segment.discover import discover
 
-    store = _connect(ctx)
+    store = connect(ctx)
     proposals = discover(
         store, max_users=max_users, min_size=min_size, top=top, resolution=resolution, seed=seed
     )
@@ -212,7 +184,7 @@ def discover_cmd(
             info = apply_definition(store, p.definition, kind="discovered")
             applied.append(run_segment(store, info.id).model_dump())
     if as_json:
-        _json({"proposals": [p.model_dump() for p in proposals], "applied": applied})
+        print_json({"proposals": [p.model_dump() for p in proposals], "applied": applied})
         return
     table = Table(title="discovered communities")
     for col in ("id", "size", "label", "top entities (lift)"):
@@ -223,78 +195,3 @@ def discover_cmd(
     console.print(table)
     if applied:
         console.print(f"applied {len(applied)} segment(s)")
-
-
-# --- ingest-events / export (registered on the root app) -------------------------------------
-
-
-def ingest_events(
-    ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Events, JSONL or CSV"),
-    fmt: str | None = typer.Option(None, "--format", help="jsonl or csv (default: from the suffix)"),
-    batch_size: int = typer.Option(5000, min=1, help="Events per write batch"),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
-) -> None:
-    """Ingest behaviour events (purchase / view / cart / refund) as PURCHASED / VIEWED edges.
-
-    Idempotent per event (event_id, else a content hash). Bad lines are reported with line and
-    field, the rest goes in; exit code 1 when any line failed.
-    """
-    from engine.events import ingest_event_file
-
-    store = _connect(ctx)
-    with open(file, "rb") as fh:
-        total = sum(1 for line in fh if line.strip())
-    with _bar() as bar:
-        task = bar.add_task("ingesting events", total=total)
-        report = ingest_event_file(store, file, fmt=fmt, batch=batch_size, progress=lambda: bar.advance(task))
-    errors = [str(e) for e in report.errors]
-    if as_json:
-        _json({**report.model_dump(exclude={"errors"}), "failed": len(errors), "errors": errors})
-    else:
-        for e in errors[:50]:
-            err.print(f"[red]{e}[/red]")
-        if len(errors) > 50:
-            err.print(f"… and {len(errors) - 50} more errors")
-        console.print(
-            f"events: {report.events_in} valid of {report.lines} lines, {report.events_applied} new, "
-            f"{report.edges_written} edges written, {len(errors)} failed"
-        )
-    if errors:
-        raise typer.Exit(1)
-
-
-def export(
-    ctx: typer.Context,
-    segment_id: str = typer.Argument(..., help="Segment id"),
-    fmt: str = typer.Option("csv", "--format", help="csv, parquet or jsonl"),
-    out: Path = typer.Option(..., "--out", help="Output file (a .manifest.json is written next to it)"),
-    hash_ids: bool = typer.Option(False, "--hash-ids", help="Replace user ids by HMAC-SHA256(salt, id)"),
-    salt: str | None = typer.Option(None, "--salt", envvar="PERSONA_EXPORT_SALT", help="Salt for --hash-ids"),
-    since: str | None = typer.Option(None, "--since", help="Only joined/left since this ISO-8601 time"),
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON"),
-) -> None:
-    """Export a segment's audience (or its delta) with reasons, atomically, plus a manifest."""
-    from engine.export import ExportError, export_segment
-    from engine.segment import SegmentNotFound
-
-    store = _connect(ctx)
-    with _bar() as bar:
-        task = bar.add_task(f"exporting {segment_id}", total=None)
-
-        def progress(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        try:
-            manifest = export_segment(
-                store, segment_id, fmt=fmt, out=out, hash_ids=hash_ids, salt=salt, since=since, progress=progress
-            )
-        except (ExportError, SegmentNotFound) as exc:
-            raise _fail(str(exc)) from None
-    if as_json:
-        _json(manifest.model_dump())
-        return
-    console.print(
-        f"wrote {manifest.rows} rows to {out} ({manifest.format}, hashed={manifest.hashed_ids}); "
-        f"manifest {out}.manifest.json"
-    )

@@ -19,40 +19,13 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
-from engine.contracts import ContextEdge, DocumentSentiment, iso
+from engine.contracts import DocumentIn, ResolvedFact, iso
+from engine.fuse.entities import Job, chunks, target_jobs
 from engine.gc_pause import cyclic_gc_paused
 from engine.store import GraphStore
-from graph_schema import CONTEXT_RELATIONS, Target, checked_identifier
+from graph_schema import Target, checked_identifier
 
 RECENT_EVIDENCE = 10
-
-
-class DocumentIn(BaseModel):
-    doc_id: str
-    user_id: str
-    ts: datetime
-    source: str = "unknown"
-    lang: str | None = None
-    text: str | None = None
-    sentiment: DocumentSentiment | None = None
-
-
-class TargetRef(BaseModel):
-    """The node a fact edge points at: an Entity (QID or NIL key) or a literal Value."""
-
-    label: Target
-    key: str
-    props: dict[str, Any] = Field(default_factory=dict)
-
-
-class ResolvedFact(BaseModel):
-    doc_id: str
-    user_id: str
-    ts: datetime
-    predicate: str
-    target: TargetRef
-    confidence: float = Field(ge=0, le=1)
-    sentiment: float | None = Field(default=None, ge=-1, le=1)
 
 
 class FuseReport(BaseModel):
@@ -100,30 +73,6 @@ _DOCUMENT_OWNERS = """
 UNWIND $ids AS id
 MATCH (d:Document {id: id})
 RETURN d.id AS id, d.user_id AS user_id
-"""
-
-_UPSERT_ENTITIES = """
-UNWIND $rows AS r
-MERGE (e:Entity {key: r.key})
-ON CREATE SET e.qid = r.qid, e.label_en = r.label_en, e.label_zh = r.label_zh,
-              e.label_es = r.label_es, e.description = r.description
-WITH e, r
-SET e.label_en = coalesce(e.label_en, r.label_en), e.label_zh = coalesce(e.label_zh, r.label_zh),
-    e.label_es = coalesce(e.label_es, r.label_es),
-    e.description = coalesce(e.description, r.description)
-"""
-
-_UPSERT_VALUES = """
-UNWIND $rows AS r
-MERGE (v:Value {key: r.key})
-ON CREATE SET v.kind = r.kind, v.value = r.value
-"""
-
-_CONTEXT_EDGES = """
-UNWIND $rows AS r
-MATCH (a:Entity {key: r.child})
-MATCH (b:Entity {key: r.parent})
-MERGE (a)-[:{rel}]->(b)
 """
 
 # Fact edges take one of two statements per (predicate, target label); the identifiers come from
@@ -209,16 +158,6 @@ def fact_edge_statements(predicate: str, label: Target) -> FactEdgeStatements:
     )
 
 
-def context_edge_statement(rel: str) -> str:
-    if rel not in CONTEXT_RELATIONS:
-        raise ValueError(f"{rel!r} is not a context relation")
-    return _CONTEXT_EDGES.replace("{rel}", checked_identifier(rel))
-
-
-def _chunks(rows: list[Any], size: int) -> list[list[Any]]:
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
 def _document_row(doc: DocumentIn, stamp: Any = iso) -> dict[str, Any]:
     """The Document node's properties; absent values are left out (a null property is no property)."""
     row: dict[str, Any] = {"id": doc.doc_id, "user_id": doc.user_id, "ts": stamp(doc.ts), "source": doc.source}
@@ -235,7 +174,7 @@ def _document_row(doc: DocumentIn, stamp: Any = iso) -> dict[str, Any]:
 def existing_documents(store: GraphStore, doc_ids: list[str], batch: int) -> dict[str, str]:
     """Document id → owning user, for the ids already in the graph."""
     owners: dict[str, str] = {}
-    for chunk in _chunks(doc_ids, batch):
+    for chunk in chunks(doc_ids, batch):
         for doc_id, owner in store.ro_query(_DOCUMENT_OWNERS, {"ids": chunk}).rows:
             owners[doc_id] = owner
     return owners
@@ -243,12 +182,11 @@ def existing_documents(store: GraphStore, doc_ids: list[str], batch: int) -> dic
 
 def existing_users(store: GraphStore, user_ids: list[str], batch: int) -> set[str]:
     found: set[str] = set()
-    for chunk in _chunks(user_ids, batch):
+    for chunk in chunks(user_ids, batch):
         found.update(row[0] for row in store.ro_query(_EXISTING_USERS, {"ids": chunk}).rows)
     return found
 
 
-Job = tuple[str, dict[str, Any]]
 
 
 def user_and_document_jobs(
@@ -288,7 +226,7 @@ def user_and_document_jobs(
         seen(f.user_id, stamp(f.ts))
     for chunk in _chunks_by_size(list(users.values()), batch):
         yield _UPSERT_USERS_AND_DOCUMENTS, {"rows": chunk}
-    for chunk in _chunks(rescored, batch):
+    for chunk in chunks(rescored, batch):
         yield _UPDATE_DOCUMENT_SENTIMENT, {"rows": chunk}
 
 
@@ -303,56 +241,6 @@ def _chunks_by_size(rows: list[dict[str, Any]], batch: int) -> list[list[dict[st
         out[-1].append(row)
         size += 1 + len(row["docs"])
     return [c for c in out if c]
-
-
-def target_jobs(facts: list[ResolvedFact], batch: int) -> Iterator[Job]:
-    """The Entity and Value nodes the facts point at."""
-    entities: dict[str, dict[str, Any]] = {}
-    values: dict[str, dict[str, Any]] = {}
-    for f in facts:
-        t = f.target
-        if t.label is Target.ENTITY:
-            if t.key not in entities:
-                entities[t.key] = _entity_row(t.key, t.props)
-        elif t.key not in values:
-            values[t.key] = {"key": t.key, **t.props}
-    for chunk in _chunks(list(entities.values()), batch):
-        yield _UPSERT_ENTITIES, {"rows": chunk}
-    for chunk in _chunks(list(values.values()), batch):
-        yield _UPSERT_VALUES, {"rows": chunk}
-
-
-def _entity_row(key: str, props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "key": key,
-        "qid": props.get("qid"),
-        "label_en": props.get("label_en"),
-        "label_zh": props.get("label_zh"),
-        "label_es": props.get("label_es"),
-        "description": props.get("description"),
-    }
-
-
-def write_entities(store: GraphStore, rows: list[dict[str, Any]], batch: int) -> None:
-    for chunk in _chunks(rows, batch):
-        store.query(_UPSERT_ENTITIES, {"rows": chunk})
-
-
-def write_context(
-    store: GraphStore,
-    edges: list[ContextEdge],
-    parents: dict[str, dict[str, Any]],
-    batch: int,
-) -> None:
-    """Write Wikidata context edges; `parents` holds the properties of the nodes they point at."""
-    write_entities(store, [_entity_row(k, p) for k, p in parents.items()], batch)
-    by_rel: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for e in edges:
-        by_rel[e.rel].append({"child": e.child, "parent": e.parent})
-    for rel, rows in by_rel.items():
-        statement = context_edge_statement(rel)
-        for chunk in _chunks(rows, batch):
-            store.query(statement, {"rows": chunk})
 
 
 class _Edge:
@@ -426,7 +314,7 @@ def existing_edge_keys(
     store: GraphStore, statement: str, edges: list[_Edge], batch: int
 ) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
-    for chunk in _chunks([[e.user, e.key] for e in edges], batch):
+    for chunk in chunks([[e.user, e.key] for e in edges], batch):
         found.update((u, k) for u, k in store.ro_query(statement, {"rows": chunk}).rows)
     return found
 
@@ -445,11 +333,11 @@ def fact_edge_jobs(
         present = existing_edge_keys(store, statements.existing_keys, maybe, batch) if maybe else set()
         new = [e.new_row() for k, e in edges.items() if k not in present]
         report.fact_edges_written += len(new)
-        for chunk in _chunks([r for r in new if len(r) == 6], batch):
+        for chunk in chunks([r for r in new if len(r) == 6], batch):
             yield statements.new, {"rows": chunk}
-        for chunk in _chunks([r for r in new if len(r) > 6], batch):
+        for chunk in chunks([r for r in new if len(r) > 6], batch):
             yield statements.new_with_sentiment, {"rows": chunk}
-        for chunk in _chunks([edges[k].update_row() for k in present], batch):
+        for chunk in chunks([edges[k].update_row() for k in present], batch):
             yield statements.existing, {"rows": chunk}
 
 

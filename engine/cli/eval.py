@@ -1,0 +1,201 @@
+"""`persona eval …`: quality measured on the real data in ../shared/data (the product and the
+default tests do not need it; each command says where it looks when the data is missing)."""
+
+from __future__ import annotations
+
+import json
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from engine.cli._util import settings_of
+from engine.config import LLMSettings
+from engine.eval.extraction import DEFAULT_DATA, load_rows, report, run_rows, stratified_sample
+from engine.eval.linking import run_linking_eval
+from engine.eval.sentiment import (
+    DEFAULT_DIR,
+    FILES,
+    SentimentResult,
+    balanced_sample,
+    load_language,
+    macro_f1,
+    run_sentiment,
+)
+
+eval_app = typer.Typer(help="Measure quality on the real data in ../shared/data.", no_args_is_help=True)
+
+
+def _llm(ctx: typer.Context, backend: str | None) -> LLMSettings:
+    llm = settings_of(ctx).llm
+    return llm.model_copy(update={"backend": backend}) if backend else llm
+
+
+def linking(
+    ctx: typer.Context,
+    data_dir: Path = typer.Option(
+        None, "--data-dir", help="entity_linking folder (default ../shared/data/entity_linking)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Entity linking: KB coverage, in-KB accuracy, NIL precision/recall per file, multilingual check."""
+    console = Console(width=max(150, Console().width))
+    try:
+        result = run_linking_eval(data_dir or settings_of(ctx).data.entity_linking_dir())
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    table = Table(title="Entity linking (no predicate; context = tweet or co-mentions)")
+    cols = [
+        "file",
+        "mentions",
+        "gold_linked",
+        "kb_coverage",
+        "in_kb_accuracy",
+        "accuracy_all_gold",
+        "gold_nil",
+        "nil_precision",
+        "nil_recall",
+        "mentions_per_s",
+    ]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "file" else "right")
+    for row in result["files"]:
+        table.add_row(*[f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+    console.print(table)
+    ml = Table(title="Multilingual check (KB labels: en / zh-Hans / zh-Hant / es → same QID)")
+    for k in result["multilingual"]:
+        ml.add_column(k, justify="right")
+    ml.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in result["multilingual"].values()])
+    console.print(ml)
+
+
+def extraction(
+    ctx: typer.Context,
+    data: Path = typer.Option(DEFAULT_DATA, help="personaext.jsonl (../shared/data/persona)"),
+    size: int = typer.Option(600, help="Stratified sample size"),
+    seed: int = typer.Option(13, help="Sampling seed"),
+    split: str = typer.Option("test", help="PersonaExt split to sample"),
+    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
+    min_confidence: float | None = typer.Option(None, help="Override the fact confidence threshold"),
+    out: Path | None = typer.Option(None, help="Write per-row results (JSONL) here"),
+) -> None:
+    """Fact extraction quality on PersonaExt: precision, recall, F1, valid JSON, drops by reason."""
+    from engine.extract import ExtractorConfig, make_extractor
+    from engine.privacy import get_redactor
+
+    console = Console()
+    if not data.exists():
+        console.print(
+            f"[red]PersonaExt data not found at {data}[/red]: this eval reads "
+            "../shared/data/persona/personaext.jsonl (see ../shared/data/README.md); pass --data."
+        )
+        raise typer.Exit(2)
+    rows = stratified_sample(load_rows(data), size, seed, split)
+    config = ExtractorConfig() if min_confidence is None else ExtractorConfig(min_confidence=min_confidence)
+    extractor = make_extractor(_llm(ctx, backend), config=config, model_cache=settings_of(ctx).model_cache)
+    redactor = get_redactor()
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"PersonaExt {split} ({len(rows)} rows)", total=len(rows))
+        results = run_rows(rows, extractor, redactor, lambda: progress.advance(task))
+    summary = report(results)
+    summary.update({"data": str(data), "size": len(rows), "seed": seed, "split": split,
+                    "backend": extractor.backend.name})
+    _print(console, summary)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, ensure_ascii=False, indent=2))
+        with out.with_suffix(".rows.jsonl").open("w", encoding="utf-8") as handle:
+            for r in results:
+                handle.write(r.model_dump_json() + "\n")
+
+
+def _print(console: Any, summary: dict[str, Any]) -> None:
+    table = Table(title=f"PersonaExt extraction ({summary['split']}, n={summary['size']}, seed={summary['seed']})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    s = summary["scores"]
+    for key in ("precision", "recall", "f1", "predictions"):
+        table.add_row(key, str(s[key]))
+    for key in ("valid_json_first_try", "valid_json_after_repair", "facts_dropped_share",
+                "llm_calls_per_doc", "prompt_tokens_per_doc", "completion_tokens_per_doc",
+                "seconds_per_doc"):
+        table.add_row(key, str(summary[key]))
+    for reason, n in summary["dropped_by_reason"].items():
+        table.add_row(f"dropped: {reason}", str(n))
+    console.print(table)
+    sweep = Table(title="min_confidence sweep")
+    for col in ("min_confidence", "predictions", "precision", "recall", "f1"):
+        sweep.add_column(col, justify="right")
+    for row in summary["confidence_sweep"]:
+        sweep.add_row(*(str(row[c]) for c in ("min_confidence", "predictions", "precision", "recall", "f1")))
+    console.print(sweep)
+
+
+def sentiment(
+    ctx: typer.Context,
+    data_dir: Path = typer.Option(DEFAULT_DIR, help="../shared/data/sentiment"),
+    size: int = typer.Option(300, help="Rows per language (balanced, seeded)"),
+    seed: int = typer.Option(13, help="Sampling seed"),
+    langs: str = typer.Option("zh,en,es", help="Comma-separated languages"),
+    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
+    out: Path | None = typer.Option(None, help="Write per-row results (JSONL) here"),
+) -> None:
+    """Document sentiment macro-F1 per language (zh waimai, en UCI, es TASS)."""
+    from engine.extract import make_extractor
+    from engine.privacy import get_redactor
+
+    console = Console()
+    wanted = [lang.strip() for lang in langs.split(",") if lang.strip()]
+    missing = [str(data_dir / FILES[lang]) for lang in wanted if not (data_dir / FILES[lang]).exists()]
+    if missing:
+        console.print(
+            f"[red]sentiment data not found: {', '.join(missing)}[/red]; this eval reads "
+            "../shared/data/sentiment/ (see ../shared/data/README.md); pass --data-dir."
+        )
+        raise typer.Exit(2)
+    extractor = make_extractor(_llm(ctx, backend), model_cache=settings_of(ctx).model_cache)
+    redactor = get_redactor()
+    summary: dict[str, Any] = {"seed": seed, "size_per_language": size, "backend": extractor.backend.name}
+    samples = {lang: balanced_sample(load_language(data_dir, lang), size, seed) for lang in wanted}
+    # Round-robin over languages, each row appended to the rows file as it finishes: a long run
+    # on shared cores can be read (and scored with score_rows_file) before it ends.
+    order = [row for group in zip_longest(*samples.values()) for row in group if row is not None]
+    rows_path = out.with_suffix(".rows.jsonl") if out else None
+    if rows_path:
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        rows_path.write_text("")
+    all_results: list[SentimentResult] = []
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"sentiment {','.join(wanted)} ({len(order)} rows)", total=len(order))
+        for row in order:
+            (result,) = run_sentiment([row], extractor, redactor)
+            all_results.append(result)
+            if rows_path:
+                with rows_path.open("a", encoding="utf-8") as handle:
+                    handle.write(result.model_dump_json() + "\n")
+            progress.advance(task)
+    for lang in wanted:
+        summary[lang] = macro_f1([r for r in all_results if r.lang == lang])
+    table = Table(title=f"Document sentiment (seed={seed}, {size} per language)")
+    for col in ("lang", "n", "macro_f1", "accuracy", "f1 per label", "predicted", "s/doc"):
+        table.add_column(col)
+    for lang in wanted:
+        s = summary[lang]
+        table.add_row(lang, str(s["n"]), str(s["macro_f1"]), str(s["accuracy"]),
+                      json.dumps(s["f1_per_label"]), json.dumps(s["predicted"]), str(s["seconds_per_doc"]))
+    console.print(table)
+    if out:
+        out.write_text(json.dumps(summary, ensure_ascii=False, indent=2))
+
+
+eval_app.command("linking")(linking)
+eval_app.command("extraction")(extraction)
+eval_app.command("sentiment")(sentiment)

@@ -1,0 +1,190 @@
+"""`persona ingest`, `persona ingest-facts`, `persona ingest-events`: one input each, one report.
+
+All three print the same summary (or `--json`), list bad lines as `line N: field: message`, can
+write every error to a JSONL file (`--errors FILE`), and exit 1 when any line failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from engine.cli._util import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    connect,
+    console,
+    fail,
+    list_errors,
+    print_json,
+    progress_bar,
+    settings_of,
+)
+from engine.ingest import count_rows, format_of
+from engine.pipeline import IngestReport
+
+FILE_HELP = "Input file: .jsonl, .csv or .parquet (or --format)"
+
+
+def _check_format(file: Path, fmt: str | None) -> None:
+    try:
+        format_of(file, fmt)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _summary(report: IngestReport) -> Table:
+    table = Table(title=f"ingest {report.kind}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    noun = {"records": "records", "facts": "facts", "events": "events"}[report.kind]
+    rows: list[tuple[str, object]] = [
+        ("lines read", report.lines), (f"valid {noun}", report.accepted), ("failed", report.failed),
+        ("warnings", report.warnings), ("users", report.users), ("documents", report.documents),
+        ("facts applied" if report.kind != "events" else "new events", report.applied),
+        ("edges written", report.edges_written),
+    ]
+    if report.kind == "records":
+        rows += [(f"documents {s}", report.docs.get(s, 0)) for s in ("ok", "empty", "duplicate", "failed")]
+        rows += [("documents from cache", report.cached), ("facts kept", report.facts_extracted)]
+        rows += [(f"facts dropped: {r}", n) for r, n in sorted(report.facts_dropped.items())]
+        rows += [("LLM calls", report.llm_calls), ("prompt tokens", report.prompt_tokens),
+                 ("completion tokens", report.completion_tokens)]
+    rows += [(f"conflicts: {k}", v) for k, v in sorted(report.conflicts.items())]
+    rows += [("seconds", f"{report.seconds:.1f}")]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def finish(report: IngestReport, *, as_json: bool, errors_file: Path | None) -> None:
+    """Print the report, write the error file, exit 1 when anything failed."""
+    if errors_file is not None:
+        with errors_file.open("w", encoding="utf-8") as fh:
+            for e in report.errors:
+                fh.write(e.model_dump_json() + "\n")
+    if as_json:
+        print_json({**report.model_dump(mode="json"), "failed": report.failed})
+    else:
+        if errors_file is None:
+            list_errors(report.errors)
+        console.print(_summary(report))
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _with_bar(file: Path, label: str, run: Callable[[Callable[[int], None]], IngestReport]) -> IngestReport:
+    total = count_rows(file)
+    with progress_bar(total is not None) as bar:
+        task = bar.add_task(label, total=total)
+        return run(lambda n: bar.advance(task, n))
+
+
+def ingest_facts(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
+    fmt: str | None = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the suffix)"),
+    batch_size: int = typer.Option(5000, min=1, help="Facts per write batch"),
+    errors_file: Path | None = typer.Option(None, "--errors", help="Write every error (JSONL) here"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+) -> None:
+    """Ingest facts (README, 'Facts input'); bad lines are reported, the rest goes in. Exit 1 if any failed."""
+    from engine.ingest import read_fact_lines
+    from engine.pipeline import ingest_facts as run
+
+    _check_format(file, fmt)
+    settings, store = settings_of(ctx), connect(ctx)
+    report = _with_bar(file, "ingesting facts", lambda p: run(
+        store, settings, read_fact_lines(file, fmt), batch=batch_size, progress=p))
+    finish(report, as_json=as_json, errors_file=errors_file)
+
+
+def ingest_events(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
+    fmt: str | None = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the suffix)"),
+    batch_size: int = typer.Option(5000, min=1, help="Events per write batch"),
+    errors_file: Path | None = typer.Option(None, "--errors", help="Write every error (JSONL) here"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+) -> None:
+    """Ingest behaviour events (purchase / view / cart / refund) as PURCHASED / VIEWED edges.
+
+    Idempotent per event (event_id, else a content hash). Bad lines are reported with line and
+    field, the rest goes in; exit code 1 when any line failed.
+    """
+    from engine.ingest import read_events
+    from engine.pipeline import ingest_events as run
+
+    _check_format(file, fmt)
+    settings, store = settings_of(ctx), connect(ctx)
+    report = _with_bar(file, "ingesting events", lambda p: run(
+        store, settings, read_events(file, fmt), batch=batch_size, progress=p))
+    finish(report, as_json=as_json, errors_file=errors_file)
+
+
+def ingest(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
+    fmt: str | None = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the suffix)"),
+    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
+    model: str | None = typer.Option(None, help="Model path / name for the backend"),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server URL (openai backend)"),
+    batch_size: int = typer.Option(32, min=1, help="Documents per graph write"),
+    oversize: str = typer.Option("chunk", help="Texts over 20,000 characters: chunk or truncate"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached extractions"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Extract only; write nothing to the graph"),
+    output: Path | None = typer.Option(None, help="Also write extracted documents (JSONL) here"),
+    errors_file: Path | None = typer.Option(None, "--errors", "--errors-out", help="Write every error (JSONL) here"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+) -> None:
+    """Ingest user texts: validate → dedupe → language → PII redaction → LLM → linking → fusion → rules.
+
+    Prints a summary (documents, facts, drops by reason, LLM calls, tokens, seconds); exit code 1
+    when some records failed.
+    """
+    from engine.extract import BackendError, ExtractionCache, make_extractor
+    from engine.ingest import read_records
+    from engine.ingest.records import OVERSIZE_POLICIES
+    from engine.pipeline import ingest_records
+
+    _check_format(file, fmt)
+    if oversize not in OVERSIZE_POLICIES:
+        fail(f"--oversize must be one of {', '.join(OVERSIZE_POLICIES)}", EXIT_USAGE)
+    settings = settings_of(ctx)
+    llm = settings.llm.model_copy(update={k: v for k, v in {
+        "backend": backend, "base_url": base_url}.items() if v is not None})
+    try:
+        extractor = make_extractor(llm, allow_sensitive=settings.allow_sensitive, model=model,
+                                   model_cache=settings.model_cache)
+    except BackendError as exc:
+        fail(str(exc), EXIT_USAGE)
+    store = None if dry_run else connect(ctx)
+    cache = None if no_cache else ExtractionCache(settings.extraction_cache_path)
+    out = output.open("w", encoding="utf-8") if output else None
+
+    def on_document(doc) -> None:  # noqa: ANN001 - ExtractedDocument
+        if out is not None:
+            out.write(doc.model_dump_json() + "\n")
+
+    try:
+        report = _with_bar(file, f"ingesting {file.name}", lambda p: ingest_records(
+            store, settings, read_records(file, fmt=fmt, oversize=oversize), extractor=extractor, cache=cache,
+            batch=batch_size, progress=p, on_document=on_document))
+    finally:
+        if out is not None:
+            out.close()
+        if cache is not None:
+            cache.close()
+        if store is not None:
+            store.close()
+    finish(report, as_json=as_json, errors_file=errors_file)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+    app.command("ingest-facts")(ingest_facts)
+    app.command("ingest-events")(ingest_events)
+

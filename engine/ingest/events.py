@@ -1,0 +1,97 @@
+"""Behaviour events (`persona ingest-events`): purchase / view / cart / refund lines, JSONL or CSV.
+
+`{user_id, type, item, item_qid?, category?, amount?, currency?, ts, event_id?}`; each event has an
+idempotency key (its event_id, else a hash of its content), so a re-sent event counts once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.contracts import MAX_USER_ID, Identifier, Number, Timestamp, iso, to_utc
+from engine.ingest.errors import LineError, Numbered, from_validation
+from engine.ingest.rows import read_rows
+
+QID = re.compile(r"^Q[1-9][0-9]{0,11}$")
+EVENT_TYPES = ("purchase", "view", "cart", "refund")
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Annotated[Identifier, Field(max_length=MAX_USER_ID)]
+    type: Literal["purchase", "view", "cart", "refund"]
+    item: Annotated[Identifier, Field(min_length=1, max_length=500)]
+    item_qid: str | None = None
+    category: str | None = Field(default=None, max_length=200)
+    amount: Annotated[Number, Field(ge=0, le=1e12)] | None = None
+    currency: str | None = None
+    ts: Timestamp
+    event_id: Annotated[Identifier, Field(min_length=1, max_length=256)] | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("item_qid")
+    @classmethod
+    def _qid(cls, v: str | None) -> str | None:
+        if v is not None and not QID.match(v):
+            raise ValueError(f"{v!r} is not a Wikidata QID (Q followed by digits)")
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not re.fullmatch(r"[A-Za-z]{3}", v.strip()):
+            raise ValueError(f"{v!r} is not an ISO 4217 currency code (3 letters)")
+        return v.strip().upper()
+
+    @field_validator("ts")
+    @classmethod
+    def _utc(cls, v: Any) -> Any:
+        return to_utc(v)
+
+    @property
+    def key(self) -> str:
+        """Idempotency key: the event id, else a hash of the content."""
+        if self.event_id:
+            return self.event_id
+        body = json.dumps(
+            [self.user_id, self.type, self.item, self.item_qid, self.category, self.amount, self.currency,
+             iso(self.ts)],
+            ensure_ascii=False,
+        )
+        return "h:" + hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def event_from_dict(data: dict[str, Any], line: int | None) -> Event | LineError:
+    try:
+        return Event.model_validate(data)
+    except ValidationError as exc:
+        return from_validation(exc, line)
+
+
+def read_events(path: str | Path, fmt: str | None = None) -> Iterator[Numbered[Event]]:
+    """(line, event or error) for each non-blank line; CSV when fmt or the suffix says so."""
+    for line, row in read_rows(path, fmt):
+        yield line, row if isinstance(row, LineError) else event_from_dict(row, line)
+
+
+def events_from_items(items: Iterable[Any]) -> Iterator[Numbered[Event]]:
+    """Events from already-parsed items (an API body), numbered from 1 like lines."""
+    for line, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            yield line, LineError(line=line, message=f"an event must be a JSON object, got {type(item).__name__}")
+        else:
+            yield line, event_from_dict(item, line)

@@ -1,0 +1,130 @@
+"""Raw input rows: JSONL, CSV or Parquet → (line number, mapping | LineError).
+
+Decoding problems stay with their line: invalid UTF-8, a byte-order mark, bad JSON, a line that
+is not an object, or a NUL character in any field each become a LineError and the file goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from engine.ingest.errors import LineError
+
+FORMATS = ("jsonl", "csv", "parquet")
+_BOM = b"\xef\xbb\xbf"
+Row = tuple[int, "dict[str, Any] | LineError"]
+
+
+def format_of(path: Path, fmt: str | None = None) -> str:
+    """The input format from an explicit name or the file suffix."""
+    if fmt:
+        name = fmt.strip().lower()
+        if name not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+        return name
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise ValueError(f"unsupported input {path.name}: use .jsonl, .csv or .parquet")
+
+
+def nul_field(data: dict[str, Any]) -> LineError | None:
+    """NUL cannot travel through the graph stores' query protocol: refuse it by field."""
+    for key, value in data.items():
+        if isinstance(value, str) and "\x00" in value:
+            return LineError(field=str(key), message="contains a NUL character (binary content)")
+    return None
+
+
+def _checked(line: int, data: Any) -> dict[str, Any] | LineError:
+    if not isinstance(data, dict):
+        return LineError(line=line, message=f"a line must be a JSON object, got {type(data).__name__}")
+    bad = nul_field(data)
+    if bad is not None:
+        return bad.model_copy(update={"line": line})
+    return data
+
+
+def parse_json_line(raw: bytes | str, line: int) -> dict[str, Any] | LineError:
+    """One JSONL line (bytes as read, or text from an API body) → mapping or error."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.removeprefix(_BOM).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return LineError(line=line, message=f"invalid UTF-8 at byte {exc.start}")
+    try:
+        data = json.loads(raw.removeprefix("\ufeff"))
+    except json.JSONDecodeError as exc:
+        return LineError(line=line, message=f"not valid JSON: {exc.msg} at column {exc.colno}")
+    return _checked(line, data)
+
+
+def read_jsonl(path: Path) -> Iterator[Row]:
+    with path.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            if raw.strip() and raw.strip() != _BOM:
+                yield line, parse_json_line(raw, line)
+
+
+def read_csv(path: Path) -> Iterator[Row]:
+    # surrogateescape keeps invalid bytes visible as lone surrogates, reported per row below
+    csv.field_size_limit(10_000_000)
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            for row in reader:
+                line = reader.line_num
+                if None in row:
+                    yield line, LineError(line=line, message="more values than header columns")
+                    continue
+                if any(isinstance(v, str) and any(0xDC80 <= ord(c) <= 0xDCFF for c in v) for v in row.values()):
+                    yield line, LineError(line=line, message="invalid UTF-8")
+                    continue
+                # an empty cell is an absent value, as in JSON without the key
+                data = {k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()}
+                yield line, _checked(line, data)
+        except csv.Error as exc:
+            yield reader.line_num, LineError(line=reader.line_num, message=f"bad CSV: {exc}")
+
+
+def read_parquet(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for data in batch.to_pylist():
+            row += 1
+            yield row, _checked(row, {k: v for k, v in data.items() if v is not None})
+
+
+def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[Row]:
+    """Every non-blank line/row of the file, numbered from 1."""
+    path = Path(path)
+    reader = {"jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet}[format_of(path, fmt)]
+    yield from reader(path)
+
+
+def count_rows(path: str | Path) -> int | None:
+    """Rows to expect (for progress bars); None when counting would mean reading the file twice."""
+    path = Path(path)
+    try:
+        kind = format_of(path)
+    except ValueError:
+        return None
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    with path.open("rb") as handle:
+        lines = sum(1 for raw in handle if raw.strip())
+    return lines - 1 if kind == "csv" else lines
+
+
