@@ -17,6 +17,7 @@ def serve(
     import uvicorn
 
     from engine.api.app import create_app
+    from engine.api.options import ApiOptions
     from engine.store import StoreError, open_store
 
     root = ctx.find_root().obj if ctx is not None else None
@@ -26,7 +27,8 @@ def serve(
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    app = create_app(settings, store)
+    # Requests must name localhost, 127.0.0.1, ::1 or the interface bound (DNS rebinding).
+    app = create_app(settings, store, options=ApiOptions.from_env().with_bind_host(host))
     typer.echo(f"Persona Engine explorer: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -7,6 +7,9 @@ import os
 
 from pydantic import BaseModel, Field
 
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+WILDCARD_BINDS = {"0.0.0.0", "::", "*"}  # noqa: S104 - names to recognise, not to bind
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -23,6 +26,17 @@ class ApiOptions(BaseModel):
     graph_context_per_entity: int = Field(default=8, ge=0)
     # /segments/{id}/members page size cap.
     max_page: int = Field(default=1000, ge=1)
+    # Host header names served (DNS rebinding protection); "*.example.org" allows subdomains, "*"
+    # any host. The bind host is added by with_bind_host().
+    allowed_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_HOSTS), min_length=1)
+
+    def with_bind_host(self, host: str) -> ApiOptions:
+        """These options with the interface the server binds added to the allowed hosts (a
+        wildcard bind such as 0.0.0.0 names no host: list the public names in allowed_hosts)."""
+        name = host.strip().strip("[]").lower()
+        if not name or name in WILDCARD_BINDS or name in self.allowed_hosts:
+            return self
+        return self.model_copy(update={"allowed_hosts": [*self.allowed_hosts, name]})
 
     @classmethod
     def from_env(cls) -> ApiOptions:
