@@ -353,7 +353,8 @@ def test_segment_export_writes_a_downloadable_file(client: TestClient, sport_fan
     assert "ana" not in client.get(hashed["download_url"]).text
     assert_error(client.post(f"/segments/{sport_fans}/export", json={"format": "xml"}), 422)
     assert_error(client.get("/exports/..%2F..%2Fetc%2Fpasswd"), 404)
-    assert_error(client.post("/segments/nope/export", json={}), 404)
+    assert_error(client.post("/segments/nope/export", json={}, headers=AUTH), 404)
+    assert_error(client.post("/segments/nope/export", json={"hash_ids": True}), 404)
 
 
 def test_segment_export_hash_without_salt_uses_the_home_salt(client: TestClient, sport_fans: str,
