@@ -37,6 +37,10 @@ class LLMSettings(BaseModel):
     alert_rules: Path | None = None  # escalation rules YAML instead of the packaged one
 
 
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+WILDCARD_BINDS = {"0.0.0.0", "::", "*"}  # noqa: S104 - names to recognise, not to bind
+
+
 class ApiSettings(BaseModel):
     """The HTTP API (engine/api)."""
 
@@ -50,6 +54,17 @@ class ApiSettings(BaseModel):
     graph_context_per_entity: int = Field(default=8, ge=0)
     # /segments/{id}/members page size cap.
     max_page: int = Field(default=1000, ge=1)
+    # Host header names served (DNS rebinding protection); "*.example.org" allows subdomains, "*"
+    # any host. The bind host is added by with_bind_host().
+    allowed_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_HOSTS), min_length=1)
+
+    def with_bind_host(self, host: str) -> ApiSettings:
+        """These settings with the interface the server binds added to the allowed hosts (a
+        wildcard bind such as 0.0.0.0 names no host: list the public names in allowed_hosts)."""
+        name = host.strip().strip("[]").lower()
+        if not name or name in WILDCARD_BINDS or name in self.allowed_hosts:
+            return self
+        return self.model_copy(update={"allowed_hosts": [*self.allowed_hosts, name]})
 
 
 class ExportSettings(BaseModel):
@@ -146,6 +161,11 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
+def _list(env: Mapping[str, str], name: str) -> list[str] | None:
+    raw = _text(env, name)
+    return [item.strip() for item in raw.split(",") if item.strip()] if raw else None
+
+
 def _drop_none(values: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -168,6 +188,7 @@ def _read(env: Mapping[str, str]) -> dict[str, object]:
         "max_body_bytes": _int(env, "PERSONA_API_MAX_BODY_BYTES"),
         "cypher_max_rows": _int(env, "PERSONA_API_CYPHER_MAX_ROWS"),
         "cypher_timeout_ms": _int(env, "PERSONA_API_CYPHER_TIMEOUT_MS"),
+        "allowed_hosts": _list(env, "PERSONA_API_ALLOWED_HOSTS"),
     })
     data = _drop_none({
         "root": _path(env, "PERSONA_DATA_DIR"),

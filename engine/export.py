@@ -5,10 +5,15 @@ Rows: user_id (or its salted hash), segment_id, reason, confidence, since, statu
 - With `since` (ISO timestamp): the delta since then — `joined` (since ≥ TS, still a member) and
   `left` (left_at ≥ TS).
 - Hashed ids are HMAC-SHA256(salt, user_id), hex; a salt is required (an unsalted hash of a
-  guessable id is not pseudonymous). Reasons then use the stored variant without evidence document
-  ids (doc ids often embed user ids) and any raw user id left in a reason is replaced by its hash.
-Files are written to a temporary file in the target directory and renamed into place, data first,
-then the manifest, so a reader never sees a half-written export.
+  guessable id is not pseudonymous). Without an explicit one, `resolve_salt` uses the persona home's
+  salt file, made once with a random salt (mode 0600) so that later exports hash the same way; the
+  manifest names the salt by `salt_id` (an HMAC of a fixed label under the salt), never the salt.
+  Reasons then use the stored variant without evidence document ids (doc ids often embed user ids)
+  and any raw user id left in a reason is replaced by its hash.
+Data and manifest are one unit: both are written to temporary files in the target directory and
+fsynced, and only then renamed into place (data, then manifest), so a full disk or a crash leaves the
+previous export (or nothing), never a data file without its manifest. A disk that refuses the write
+raises ExportWriteError (an ExportError) with the reason, for an `error:` line instead of a traceback.
 
 Speed (1M rows in ~5 s, see benchmarks/segments.py --export-everyone): the rows come from one
 statement through the store's `ro_stream` (plain value lists in batches, no QueryResult), each batch
@@ -23,6 +28,7 @@ import hmac
 import json
 import math
 import os
+import secrets
 import tempfile
 from collections.abc import Callable, Generator
 from contextlib import closing
@@ -48,11 +54,15 @@ FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl")
 COLUMNS = ("user_id", "segment_id", "reason", "confidence", "since", "status", "left_at")
 BATCH = 100_000  # rows per streamed batch (ro_stream)
 PAGE = 100_000  # rows per keyset page where the store cannot stream
-SALT_ENV = "PERSONA_EXPORT_SALT"
+SALT_FILE = "export-salt"  # in the persona home; one random salt per home
 
 
 class ExportError(RuntimeError):
     """The export cannot be written (bad path, missing salt, unknown format)."""
+
+
+class ExportWriteError(ExportError):
+    """The disk refused the write (full, quota, file size limit); nothing was replaced."""
 
 
 class ExportManifest(BaseModel):
@@ -71,7 +81,8 @@ class ExportManifest(BaseModel):
     engine_version: str
     hashed_ids: bool
     hash_algorithm: str | None = None
-    salt_fingerprint: str | None = None  # sha256(salt)[:12]: tells exports with the same salt apart
+    salt_id: str | None = None  # salt_id_of(salt): tells exports hashed with the same salt apart
+    salt_source: str | None = None  # "home" (the persona home's salt file) or "given"
     sha256: str = ""
     columns: list[str] = Field(default_factory=lambda: list(COLUMNS))
 
@@ -139,6 +150,52 @@ def id_hasher(salt: str) -> Callable[[str], str]:
 
     return hashed
 
+
+
+_SALT_ID_LABEL = b"persona-engine export salt id v1"
+
+
+def salt_id_of(salt: str) -> str:
+    """A short public name for a salt: HMAC(salt, fixed label), so it reveals nothing of the ids."""
+    return "salt-" + hmac.new(salt.encode(), _SALT_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+
+def load_or_create_salt(home: str | Path) -> tuple[str, str]:
+    """(salt, salt_id) from `<home>/export-salt`, created with 32 random bytes (hex) on first use.
+
+    The file is created with mode 0600 and O_EXCL, so two concurrent first exports agree on one
+    salt; later exports reuse it and their hashes stay comparable.
+    """
+    path = Path(home).expanduser() / SALT_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        salt = path.read_text().strip()
+    except OSError as exc:
+        raise ExportError(f"cannot read or create the export salt file {path}: {exc.strerror or exc}") from None
+    if not salt:
+        raise ExportError(f"the export salt file {path} is empty: delete it to make a new salt "
+                          "(hashes will change) or write the old salt back")
+    return salt, salt_id_of(salt)
+
+
+def resolve_salt(home: str | Path | None, salt: str | None = None) -> tuple[str, str, str]:
+    """(salt, salt_id, source) for --hash-ids: an explicit salt (--salt / setting) wins, else the
+    persona home's salt file."""
+    if salt:
+        return salt, salt_id_of(salt), "given"
+    if home is None:
+        raise ExportError("--hash-ids needs a salt: pass --salt, or a persona home to keep one in")
+    value, sid = load_or_create_salt(home)
+    return value, sid, "home"
 
 
 def _normalise_since(since: str | datetime | None) -> str | None:
@@ -365,26 +422,35 @@ class _Writer:
             self.parquet.close()
 
 
-def _atomic_write(target: Path, produce: Callable[[Any], None]) -> str:
-    """Run produce(binary file) on a temp file next to target, fsync, rename; returns sha256."""
+def _write_temp(target: Path, produce: Callable[[Any], None], temps: list[Path]) -> str:
+    """Run produce(binary file) on a temp file next to target and fsync it; returns its sha256.
+
+    The temp file is appended to `temps` as soon as it exists, so the caller can remove it."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    temps.append(Path(tmp))
+    with os.fdopen(fd, "wb") as fh:
+        produce(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    digest = hashlib.sha256()
+    with open(tmp, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames durable (a crash after this keeps both new names)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
     try:
-        with os.fdopen(fd, "wb") as fh:
-            produce(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        os.replace(tmp, target)
-        return digest.hexdigest()
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the renames still happened
+    finally:
+        os.close(fd)
 
 
 def manifest_path(out: Path) -> Path:
@@ -399,19 +465,22 @@ def export_segment(
     out: str | Path,
     hash_ids: bool = False,
     salt: str | None = None,
+    salt_home: str | Path | None = None,
     since: str | datetime | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> ExportManifest:
     """Write the segment's members (or the joined/left delta since `since`) and a manifest.
 
-    Raises SegmentNotFound for an unknown segment and ExportError for a bad format, missing salt
-    or an unwritable path — in every case before anything is written.
+    With `hash_ids`, ids are hashed with `salt`, or without one with the salt kept in `salt_home`
+    (the persona home; created on first use). Raises SegmentNotFound for an unknown segment and
+    ExportError for a bad format, missing salt or an unwritable path, in every case before anything
+    is written; ExportWriteError when the disk refuses the write, leaving no new file behind.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    salt = salt if salt is not None else os.environ.get(SALT_ENV)
-    if hash_ids and not salt:
-        raise ExportError(f"--hash-ids needs a salt: pass --salt or set {SALT_ENV}")
+    salt_id = salt_source = None
+    if hash_ids:
+        salt, salt_id, salt_source = resolve_salt(salt_home, salt)
     target = check_writable(Path(out))
     since_ts = _normalise_since(since)
     info = get_segment(store, segment_id)
@@ -433,27 +502,46 @@ def export_segment(
                     progress(counts["rows"], total)
         writer.close()
 
-    digest = _atomic_write(target, produce)
-    manifest = ExportManifest(
-        segment_id=segment_id,
-        segment_name=info.name,
-        format=fmt,
-        file=target.name,
-        rows=counts["rows"],
-        members=counts["member"] + counts["joined"],
-        joined=counts["joined"],
-        left=counts["left"],
-        since=since_ts,
-        definition_hash=info.definition_hash,
-        segment_updated_at=info.last_run_at,
-        exported_at=iso(datetime.now(UTC)),
-        engine_version=engine_version(),
-        hashed_ids=hash_ids,
-        hash_algorithm="hmac-sha256" if hash_ids else None,
-        salt_fingerprint=hashlib.sha256((salt or "").encode()).hexdigest()[:12] if hash_ids else None,
-        sha256=digest,
-    )
-    text = json.dumps(manifest.model_dump(), indent=2, ensure_ascii=False).encode()
-    _atomic_write(manifest_path(target), lambda fh: fh.write(text))
-    return manifest
+    def make_manifest(digest: str) -> ExportManifest:
+        return ExportManifest(
+            segment_id=segment_id,
+            segment_name=info.name,
+            format=fmt,
+            file=target.name,
+            rows=counts["rows"],
+            members=counts["member"] + counts["joined"],
+            joined=counts["joined"],
+            left=counts["left"],
+            since=since_ts,
+            definition_hash=info.definition_hash,
+            segment_updated_at=info.last_run_at,
+            exported_at=iso(datetime.now(UTC)),
+            engine_version=engine_version(),
+            hashed_ids=hash_ids,
+            hash_algorithm="hmac-sha256" if hash_ids else None,
+            salt_id=salt_id,
+            salt_source=salt_source,
+            sha256=digest,
+        )
 
+    meta_target = manifest_path(target)
+    temps: list[Path] = []
+    try:
+        manifest = make_manifest(_write_temp(target, produce, temps))
+        text = json.dumps(manifest.model_dump(), indent=2, ensure_ascii=False).encode()
+        _write_temp(meta_target, lambda fh: fh.write(text), temps)
+        # Both complete and on disk: only now does either replace what a reader may see.
+        os.replace(temps[0], target)
+        os.replace(temps[1], meta_target)
+        temps.clear()
+        _fsync_dir(target.parent)
+    except OSError as exc:  # ENOSPC, EDQUOT, EFBIG (pyarrow's IO errors are OSErrors too)
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ExportWriteError(
+            f"cannot write {target}: {reason} (after {counts['rows']} rows); no new file was left "
+            "and any previous export with this name is unchanged"
+        ) from None
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return manifest

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from engine.api import cypher, ingest, segments, users
 from engine.api.assets import install_ui, missing_vendor_files
+from engine.api.edge import HostAllowlist, SecurityHeaders, UrlGuard
 from engine.api.errors import error_response, install_error_handlers
 from engine.api.limits import BodySizeLimit
 from engine.config import ApiSettings, Settings
@@ -59,7 +60,8 @@ def create_app(
         title="Persona Engine",
         version=API_VERSION,
         description="Wikidata-grounded persona graphs: search users, see why each fact is there, "
-        "segments, read-only Cypher. Writing endpoints need `Authorization: Bearer <PERSONA_API_TOKEN>`.",
+        "segments, read-only Cypher. Writing endpoints, and exports with raw user ids, need "
+        "`Authorization: Bearer <PERSONA_API_TOKEN>`; exports with hashed ids (the server's salt) do not.",
         docs_url=None,  # served by install_ui from local swagger-ui assets, not the CDN
         redoc_url=None,
         lifespan=_lifespan(owned=store is None),
@@ -69,7 +71,11 @@ def create_app(
     app.state.store = store
     app.state.extractor = extractor
     install_error_handlers(app)
+    # Innermost first: the last one added sees the request first.
     app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes)
+    app.add_middleware(UrlGuard)
+    app.add_middleware(HostAllowlist, allowed=options.allowed_hosts)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/health", response_model=Health, tags=["health"], summary="Liveness and graph reachability")
     def health(request: Request) -> Health | JSONResponse:

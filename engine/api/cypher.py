@@ -1,5 +1,11 @@
 """POST /cypher: the read-only console. The database enforces read-only (GRAPH.RO_QUERY / READ
-session); the API adds a row cap and a timeout and returns the result as a table and as a graph."""
+session) and the store refuses LOAD CSV there; the API adds a row cap and a timeout and returns the
+result as a table and as a graph.
+
+The cap bounds this process: the store reads the first `limit` rows and abandons the rest of the
+reply (store.ro_head), so a 3-million-row result costs what 1,000 rows cost here. The timeout is
+one budget for running and reading. The database's own memory per query is capped in its config.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from pydantic import BaseModel, Field
 from engine.api.deps import get_options, get_store
 from engine.api.graphview import GraphBuilder, GraphPayload, cell
 from engine.config import ApiSettings
-from engine.store import GraphStore, ReadOnlyViolation, StoreError
+from engine.store import GraphStore, HeadResult, ReadOnlyViolation, StoreError
 
 router = APIRouter(tags=["cypher"])
 
@@ -28,7 +34,8 @@ class CypherResponse(BaseModel):
     columns: list[str]
     rows: list[list[Any]]
     graph: GraphPayload
-    row_count: int = Field(description="rows the query produced")
+    row_count: int | None = Field(description="rows the query produced; null when cut and the store cannot "
+                                  "count them without reading them (Neo4j)")
     truncated: bool = Field(description="true when rows were cut to the limit")
     limit: int
     elapsed_ms: float
@@ -51,24 +58,33 @@ def run_cypher(store: GraphStore, req: CypherRequest, options: ApiSettings) -> C
     timeout = min(req.timeout_ms or options.cypher_timeout_ms, options.cypher_timeout_ms)
     started = time.perf_counter()
     try:
-        result = store.ro_query(req.query, req.params or None, timeout)
+        result = _head(store, req, limit, timeout)
     except ReadOnlyViolation as exc:
         raise HTTPException(400, f"the Cypher console is read-only: {exc}") from None
     except StoreError as exc:
         raise HTTPException(_store_error_status(str(exc)), f"query failed: {exc}") from None
     elapsed = (time.perf_counter() - started) * 1000
-    rows = result.rows[:limit]
     builder = GraphBuilder()
-    builder.add_rows(rows)
+    builder.add_rows(result.rows)
     return CypherResponse(
         columns=result.columns,
-        rows=[[cell(v) for v in row] for row in rows],
+        rows=[[cell(v) for v in row] for row in result.rows],
         graph=builder.payload(),
-        row_count=len(result.rows),
-        truncated=len(result.rows) > limit,
+        row_count=result.total,
+        truncated=result.truncated,
         limit=limit,
         elapsed_ms=round(elapsed, 2),
     )
+
+
+def _head(store: GraphStore, req: CypherRequest, limit: int, timeout: int) -> HeadResult:
+    head = getattr(store, "ro_head", None)
+    if head is not None:
+        return head(req.query, req.params or None, max_rows=limit, timeout_ms=timeout)
+    # A store without ro_head (a test double, a foreign adapter): whole result, then cut.
+    full = store.ro_query(req.query, req.params or None, timeout)
+    return HeadResult(columns=full.columns, rows=full.rows[:limit], truncated=len(full.rows) > limit,
+                      total=len(full.rows))
 
 
 @router.post("/cypher", response_model=CypherResponse,

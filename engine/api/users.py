@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
+import engine.api.edge  # noqa: F401 - registers the {…:pid} path convertor before the routes
 from engine.api.deps import get_options, get_store
 from engine.api.graphview import GraphBuilder, GraphPayload
 from engine.api.security import require_token
@@ -17,7 +18,8 @@ from graph_schema import CONTEXT_RELATIONS, PREDICATES
 
 router = APIRouter(tags=["users"])
 
-UserId = Annotated[str, Path(min_length=1, max_length=128, description="User id")]
+# {user_id:pid}: an id with a "/" is reached as %2F (engine.api.edge); NUL is refused before routing.
+UserId = Annotated[str, Path(min_length=1, max_length=128, description="User id (a `/` in it as %2F)")]
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -224,7 +226,7 @@ def users_search(
     return UserSearch(query=q, users=search_users(store, q, limit))
 
 
-@router.get("/users/{user_id}", response_model=PersonaDetail,
+@router.get("/users/{user_id:pid}", response_model=PersonaDetail,
             summary="A persona: facts with confidence, status, validity and evidence documents")
 def user_detail(user_id: UserId, store: Annotated[GraphStore, Depends(get_store)]) -> PersonaDetail:
     try:
@@ -233,7 +235,7 @@ def user_detail(user_id: UserId, store: Annotated[GraphStore, Depends(get_store)
         raise _not_found(exc) from None
 
 
-@router.get("/users/{user_id}/graph", response_model=GraphPayload,
+@router.get("/users/{user_id:pid}/graph", response_model=GraphPayload,
             summary="Nodes and edges of a persona with Wikidata context one hop up")
 def user_graph(
     user_id: UserId,
@@ -246,7 +248,7 @@ def user_graph(
         raise _not_found(exc) from None
 
 
-@router.delete("/users/{user_id}", response_model=ForgetResult, dependencies=[Depends(require_token)],
+@router.delete("/users/{user_id:pid}", response_model=ForgetResult, dependencies=[Depends(require_token)],
                summary="Forget a user (needs the bearer token)")
 def user_forget(user_id: UserId, store: Annotated[GraphStore, Depends(get_store)]) -> ForgetResult:
     report = forget_user(store, user_id)

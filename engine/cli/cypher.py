@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from engine.cli._util import EXIT_FAILED, connect, console, fail, print_json
-from engine.store import GraphNode, ReadOnlyViolation, StoreError
+from engine.store import GraphNode, OutboundAccessRefused, ReadOnlyViolation, StoreError
 
 
 def _cell(value: Any) -> Any:
@@ -48,6 +48,8 @@ def cypher(
     params = _parse_params(param)
     try:
         result = store.query(query, params) if write else store.ro_query(query, params, timeout_ms)
+    except OutboundAccessRefused as exc:
+        fail(str(exc), EXIT_FAILED)
     except ReadOnlyViolation as exc:
         fail(f"{exc}; add --write to modify the graph", EXIT_FAILED)
     except StoreError as exc:

@@ -15,7 +15,9 @@ def export(
     fmt: str = typer.Option("csv", "--format", help="csv, parquet or jsonl"),
     out: Path = typer.Option(..., "--out", help="Output file (a .manifest.json is written next to it)"),
     hash_ids: bool = typer.Option(False, "--hash-ids", help="Replace user ids by HMAC-SHA256(salt, id)"),
-    salt: str | None = typer.Option(None, "--salt", help="Salt for --hash-ids (default: PERSONA_EXPORT_SALT)"),
+    salt: str | None = typer.Option(
+        None, "--salt", help="Salt for --hash-ids (default: PERSONA_EXPORT_SALT, else the home's own salt)"
+    ),
     since: str | None = typer.Option(None, "--since", help="Only joined/left since this ISO-8601 time"),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON"),
 ) -> None:
@@ -24,7 +26,8 @@ def export(
     from engine.segment import SegmentNotFound
 
     store = connect(ctx)
-    salt = salt or settings_of(ctx).export.salt
+    settings = settings_of(ctx)
+    salt = salt or settings.export.salt
     with progress_bar(total_known=False) as bar:
         task = bar.add_task(f"exporting {segment_id}", total=None)
 
@@ -33,7 +36,8 @@ def export(
 
         try:
             manifest = export_segment(
-                store, segment_id, fmt=fmt, out=out, hash_ids=hash_ids, salt=salt, since=since, progress=progress
+                store, segment_id, fmt=fmt, out=out, hash_ids=hash_ids, salt=salt, salt_home=settings.home,
+                since=since, progress=progress
             )
         except (ExportError, SegmentNotFound) as exc:
             fail(str(exc))

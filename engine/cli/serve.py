@@ -12,6 +12,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)"),
     port: int = typer.Option(8765, "--port", min=1, max=65535, help="TCP port"),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level"),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", help="Another Host header name to serve (repeatable; PERSONA_API_ALLOWED_HOSTS)"
+    ),
 ) -> None:
     """Serve the HTTP API (/docs) and the graph explorer UI (/)."""
     import uvicorn
@@ -24,7 +27,9 @@ def serve(
         store = open_store(settings)  # fail here with a clear message, not inside uvicorn
     except StoreError as exc:
         fail(str(exc), EXIT_USAGE)
-    app = create_app(settings, store)
+    # Requests must name localhost, 127.0.0.1, ::1, a listed name or the interface bound (DNS rebinding).
+    api = settings.api.model_copy(update={"allowed_hosts": [*settings.api.allowed_hosts, *allow_host]})
+    app = create_app(settings, store, options=api.with_bind_host(host))
     typer.echo(f"Persona Engine explorer: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)

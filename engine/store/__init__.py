@@ -9,9 +9,12 @@ from engine.store.base import (
     GraphEdge,
     GraphNode,
     GraphStore,
+    HeadResult,
+    OutboundAccessRefused,
     QueryResult,
     ReadOnlyViolation,
     StoreError,
+    refuse_outbound,
 )
 from engine.store.embedded import EmbeddedFalkorDB, ServerStatus
 
@@ -55,9 +58,12 @@ __all__ = [
     "GraphEdge",
     "GraphNode",
     "GraphStore",
+    "HeadResult",
+    "OutboundAccessRefused",
     "QueryResult",
     "ReadOnlyViolation",
     "ServerStatus",
     "StoreError",
     "open_store",
+    "refuse_outbound",
 ]

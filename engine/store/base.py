@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -14,6 +15,35 @@ class StoreError(RuntimeError):
 
 class ReadOnlyViolation(StoreError):
     """A statement sent through the read-only path tried to write."""
+
+
+class OutboundAccessRefused(ReadOnlyViolation):
+    """A statement on the read-only path would make the database read a URL or a file
+    (LOAD CSV, APOC loaders): the console must not be a way out of the machine."""
+
+
+# LOAD, then any whitespace or comments, then CSV; matched on the raw text, ignoring string
+# literals on purpose: a superset of what the database parses as the clause, so no quoting trick
+# hides it. The price is that the words inside a string literal are refused too: pass such data
+# as a $parameter. The APOC procedures read URLs/files or run Cypher built from strings (Neo4j).
+_GAP = r"(?:\s|/\*.*?\*/|//[^\n\r]*(?:\r\n|\n|\r|$))*"
+_NAME_GAP = r"(?:\s|`|/\*.*?\*/|//[^\n\r]*(?:\r\n|\n|\r|$))*"  # `apoc`.`load` is one name too
+_OUTBOUND = re.compile(
+    r"\bLOAD" + _GAP + r"CSV\b"
+    r"|\bapoc" + _NAME_GAP + r"\." + _NAME_GAP + r"(?:load|import|export|cypher|periodic|systemdb)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def refuse_outbound(cypher: str) -> None:
+    """Raise OutboundAccessRefused when a read-only statement could reach out of the database."""
+    match = _OUTBOUND.search(cypher)
+    if match is not None:
+        clause = " ".join(match.group(0).split())[:40]
+        raise OutboundAccessRefused(
+            f"refused: {clause!r} is not allowed on the read-only path (it makes the database open "
+            "URLs or files); pass data as $parameters instead"
+        )
 
 
 class GraphNode(BaseModel):
@@ -43,6 +73,13 @@ class QueryResult(BaseModel):
         return self.rows[0][0] if self.rows and self.rows[0] else None
 
 
+class HeadResult(QueryResult):
+    """The first rows of a read-only result, read until `max_rows` and then abandoned."""
+
+    truncated: bool = False
+    total: int | None = Field(default=None, description="rows the query produced, when the store knows")
+
+
 @runtime_checkable
 class GraphStore(Protocol):
     backend: str
@@ -55,6 +92,22 @@ class GraphStore(Protocol):
         self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None
     ) -> QueryResult:
         """Run a statement the database itself holds to read-only."""
+        ...
+
+    def ro_head(
+        self,
+        cypher: str,
+        params: dict[str, Any] | None = None,
+        *,
+        max_rows: int,
+        timeout_ms: int,
+    ) -> HeadResult:
+        """Run a read-only statement, keep at most `max_rows` rows and drop the rest unread.
+
+        For the Cypher console: client memory stays at `max_rows` rows whatever the query
+        returns, and `timeout_ms` bounds the whole call (running and reading), not only the
+        database's execution.
+        """
         ...
 
     def write_stream(self, jobs: Iterable[tuple[str, dict[str, Any]]]) -> list[QueryResult]:

@@ -16,7 +16,15 @@ from falkordb.helpers import stringify_param_value
 from falkordb.node import Node
 from falkordb.path import Path as FPath
 
-from engine.store.base import GraphEdge, GraphNode, QueryResult, ReadOnlyViolation, StoreError
+from engine.store.base import (
+    GraphEdge,
+    GraphNode,
+    HeadResult,
+    QueryResult,
+    ReadOnlyViolation,
+    StoreError,
+    refuse_outbound,
+)
 from graph_schema.ddl import falkordb_ddl
 
 
@@ -104,6 +112,20 @@ def params_header(params: dict[str, Any]) -> str | None:
 _END_OF_STREAM = object()
 
 
+def _with_params(cypher: str, params: dict[str, Any] | None) -> str:
+    """The statement text with its `CYPHER name=value` header (for commands sent by hand)."""
+    if not params:
+        return cypher
+    header = params_header(params) or (
+        "CYPHER " + " ".join(f"{k}={stringify_param_value(v)}" for k, v in params.items()) + " "
+    )
+    return header + cypher
+
+
+def _auth(conn: dict[str, Any]) -> list[str] | None:
+    return [conn.get("username") or "default", conn["password"]] if conn.get("password") else None
+
+
 def _refused_or_failed(message: str, read_only: bool) -> StoreError:
     """The server's error reply as a store error; a write on the read-only path is a refusal."""
     if read_only and "read-only" in message.lower():
@@ -133,6 +155,8 @@ class FalkorStore:
     def _run(
         self, cypher: str, params: dict[str, Any] | None, *, read_only: bool, timeout_ms: int | None
     ) -> QueryResult:
+        if read_only:
+            refuse_outbound(cypher)
         return self._execute(*self._prepare(cypher, params), read_only=read_only, timeout_ms=timeout_ms)
 
     def write_stream(self, jobs: Iterable[tuple[str, dict[str, Any]]]) -> list[QueryResult]:
@@ -214,22 +238,17 @@ class FalkorStore:
         """
         from engine.store.falkor_stream import ServerReplyError, stream_rows
 
-        header = ""
-        if params:
-            header = params_header(params) or (
-                "CYPHER " + " ".join(f"{k}={stringify_param_value(v)}" for k, v in params.items()) + " "
-            )
-        command = ["GRAPH.RO_QUERY", self.graph_name, header + cypher]
+        refuse_outbound(cypher)
+        command = ["GRAPH.RO_QUERY", self.graph_name, _with_params(cypher, params)]
         if timeout_ms:
             command += ["timeout", str(int(timeout_ms))]
-        conn = self._db.connection.connection_pool.connection_kwargs
-        auth = [conn["username"] or "default", conn["password"]] if conn.get("password") else None
+        conn = self._connection_kwargs()
         rows = stream_rows(
             conn.get("host", "127.0.0.1"),
             int(conn.get("port", 6379)),
             command,
             batch_size=batch_size,
-            auth=auth,
+            auth=_auth(conn),
             connect_timeout=conn.get("socket_connect_timeout"),
             timeout=conn.get("socket_timeout"),
         )
@@ -239,6 +258,51 @@ class FalkorStore:
             raise _refused_or_failed(str(exc), read_only=True) from exc
         finally:
             rows.close()
+
+    def ro_head(
+        self,
+        cypher: str,
+        params: dict[str, Any] | None = None,
+        *,
+        max_rows: int,
+        timeout_ms: int,
+    ) -> HeadResult:
+        """The first `max_rows` rows of a read-only statement (nodes, edges, maps as in ro_query).
+
+        FalkorDB knows the row count before sending a row (the reply's array length), so `total`
+        is exact; the rows past `max_rows` are never read: the connection is closed mid-reply.
+        The database timeout and the read share one budget of `timeout_ms`.
+        """
+        from falkordb.query_result import QueryResult as FalkorReply
+
+        from engine.store.falkor_stream import Deadline, ServerReplyError, head_rows
+
+        refuse_outbound(cypher)
+        deadline = Deadline(timeout_ms)
+        text = _with_params(cypher, params)
+        command = ["GRAPH.RO_QUERY", self.graph_name, text, "--compact", "timeout", str(max(1, int(timeout_ms)))]
+        conn = self._connection_kwargs()
+        try:
+            header, raw_rows, total = head_rows(
+                conn.get("host", "127.0.0.1"), int(conn.get("port", 6379)), command,
+                max_rows=max_rows, deadline=deadline, auth=_auth(conn),
+            )
+        except ServerReplyError as exc:
+            raise _refused_or_failed(str(exc), read_only=True) from exc
+        if not header:
+            return HeadResult(total=0)
+        try:
+            # The client's own parser turns the compact rows into nodes/edges (label and property
+            # names looked up by id); the statistics are not needed.
+            reply = FalkorReply(self._graph, [header, raw_rows, []])
+        except redis.ResponseError as exc:
+            raise _refused_or_failed(str(exc), read_only=True) from exc
+        columns = [_column_name(h) for h in (reply.header or [])]
+        rows = [[_convert(v) for v in row] for row in (reply.result_set or [])]
+        return HeadResult(columns=columns, rows=rows, truncated=total > max_rows, total=total)
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        return dict(self._db.connection.connection_pool.connection_kwargs)
 
     def ensure_schema(self) -> None:
         for statement in falkordb_ddl():

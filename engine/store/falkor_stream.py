@@ -13,6 +13,7 @@ booleans, lists, maps, nodes) arrives as FalkorDB's text for it (a float as "%.1
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,3 +161,95 @@ def stream_rows(
         raise StoreError(f"unreadable reply from FalkorDB: {exc}") from exc
     finally:
         sock.close()
+
+
+class Deadline:
+    """One time budget for a whole call: every socket wait gets what is left of it."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        self.ends = time.monotonic() + timeout_ms / 1000
+
+    def left(self) -> float:
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise StoreError(f"query timed out: the {self.timeout_ms} ms budget ran out while reading the result")
+        return left
+
+
+def head_rows(
+    host: str,
+    port: int,
+    command: list[str],
+    *,
+    max_rows: int,
+    deadline: Deadline,
+    auth: list[str] | None = None,
+) -> tuple[Any, list[Any], int]:
+    """Send one GRAPH.RO_QUERY (compact) on a connection of its own and read at most `max_rows` rows.
+
+    Returns (raw header, raw rows, rows the server produced). The row count is the length prefix of
+    the rows array, so it is known before any row is read. When the result is longer the connection
+    is closed mid-reply: the server drops the rest of its reply and this process never holds more
+    than `max_rows` rows. Every wait is bounded by `deadline`.
+    """
+    try:
+        sock = socket.create_connection((host, port), timeout=deadline.left())
+    except OSError as exc:
+        raise StoreError(f"FalkorDB is not reachable at {host}:{port}: {exc}") from exc
+    try:
+        reader = _Reader(sock)
+
+        def recv(size: int) -> bytes:
+            sock.settimeout(deadline.left())
+            return sock.recv(size)
+
+        reader.sock = _TimedSocket(recv)  # type: ignore[assignment]
+        if auth:
+            sock.sendall(command_bytes(["AUTH", *auth]))
+            reader.value()
+        sock.sendall(command_bytes(command))
+        parts = reader.array_length()
+        if parts < 2:  # a statement without RETURN: statistics only
+            reader.value()
+            return [], [], 0
+        header = reader.value()
+        total = reader.array_length()
+        rows_reader = hiredis.Reader(encoding="utf-8", errors="replace")
+        rows_reader.feed(reader.rest())
+        rows: list[Any] = []
+        wanted = min(total, max_rows)
+        while len(rows) < wanted:
+            row = rows_reader.gets()
+            if row is False:
+                data = recv(READ_SIZE)
+                if not data:
+                    raise StoreError("FalkorDB closed the connection in the middle of a reply")
+                rows_reader.feed(data)
+                continue
+            rows.append(row)
+        if total <= max_rows:  # read the statistics: an error reply there means the query failed late
+            for _ in range(parts - 2):
+                while (tail := rows_reader.gets()) is False:
+                    data = recv(READ_SIZE)
+                    if not data:
+                        raise StoreError("FalkorDB closed the connection in the middle of a reply")
+                    rows_reader.feed(data)
+                if isinstance(tail, Exception):
+                    raise ServerReplyError(str(tail))
+        return header, rows, total
+    except TimeoutError as exc:
+        raise StoreError(f"query timed out: no reply within the {deadline.timeout_ms} ms budget") from exc
+    except OSError as exc:
+        raise StoreError(f"FalkorDB is not reachable: {exc}") from exc
+    except hiredis.ProtocolError as exc:
+        raise StoreError(f"unreadable reply from FalkorDB: {exc}") from exc
+    finally:
+        sock.close()  # mid-reply when truncated: the server frees what it had not sent
+
+
+class _TimedSocket:
+    """What _Reader needs of a socket (recv), with the deadline applied to each wait."""
+
+    def __init__(self, recv: Any) -> None:
+        self.recv = recv

@@ -6,7 +6,15 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.store.base import GraphEdge, GraphNode, QueryResult, ReadOnlyViolation, StoreError
+from engine.store.base import (
+    GraphEdge,
+    GraphNode,
+    HeadResult,
+    QueryResult,
+    ReadOnlyViolation,
+    StoreError,
+    refuse_outbound,
+)
 from graph_schema.ddl import neo4j_ddl
 
 
@@ -59,6 +67,8 @@ class Neo4jStore:
     def _run(
         self, cypher: str, params: dict[str, Any] | None, *, read_only: bool, timeout_ms: int | None
     ) -> QueryResult:
+        if read_only:
+            refuse_outbound(cypher)
         neo4j = self._neo4j
         mode = neo4j.READ_ACCESS if read_only else neo4j.WRITE_ACCESS
 
@@ -87,6 +97,7 @@ class Neo4jStore:
     ) -> Iterator[list[list[Any]]]:
         """Run one read-only statement in a READ transaction; yield its rows in batches as the
         driver fetches them (records are pulled lazily, so memory stays at about one batch)."""
+        refuse_outbound(cypher)
         neo4j = self._neo4j
         timeout = timeout_ms / 1000 if timeout_ms else None
         with self._store_errors():
@@ -102,6 +113,39 @@ class Neo4jStore:
                             batch = []
                     if batch:
                         yield batch
+
+    def ro_head(
+        self,
+        cypher: str,
+        params: dict[str, Any] | None = None,
+        *,
+        max_rows: int,
+        timeout_ms: int,
+    ) -> HeadResult:
+        """The first `max_rows` rows of a read-only statement, from a READ transaction.
+
+        Records are pulled in batches of at most max_rows + 1; after the one that shows the result
+        is longer, the transaction is rolled back and the driver discards the rest on the server.
+        Bolt does not say how many rows a result has, so `total` is known only when not cut.
+        """
+        refuse_outbound(cypher)
+        neo4j = self._neo4j
+        rows: list[list[Any]] = []
+        truncated = False
+        with self._store_errors():
+            with self._driver.session(
+                database=self._database, default_access_mode=neo4j.READ_ACCESS, fetch_size=min(max_rows + 1, 1000)
+            ) as s:
+                with s.begin_transaction(timeout=timeout_ms / 1000) as tx:
+                    result = tx.run(cypher, params or {})
+                    keys = list(result.keys())
+                    for record in result:
+                        if len(rows) >= max_rows:
+                            truncated = True
+                            break
+                        rows.append([_convert(v) for v in record.values()])
+                    tx.rollback()  # a read: nothing to commit; drops the unread rows
+        return HeadResult(columns=keys, rows=rows, truncated=truncated, total=None if truncated else len(rows))
 
     @contextmanager
     def _store_errors(self) -> Iterator[None]:

@@ -12,9 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.api import create_app
-from engine.config import ApiSettings
 from engine.api.users import STATEMENTS as USER_STATEMENTS
-from engine.config import Settings
+from engine.config import ApiSettings, Settings
 from engine.contracts import DocumentSentiment, Fact
 from engine.extract import ExtractionResult
 from engine.ingest import FactLine, read_fact_lines
@@ -26,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "test-token"  # noqa: S105 - a test value
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BASE = "http://localhost"  # an allowed Host (TestClient's own "testserver" is not)
 
 
 def demo_lines() -> list[FactLine]:
@@ -54,7 +54,7 @@ def client(store, api_settings: Settings) -> Iterator[TestClient]:
     app = create_app(api_settings, store, options=ApiSettings(max_body_bytes=64 * 1024, cypher_max_rows=50,
                                                              cypher_timeout_ms=2000),
                      extractor=FakeExtractor())
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -136,7 +136,7 @@ def test_graph_has_facts_statuses_and_wikidata_context(client: TestClient) -> No
 def test_graph_context_is_capped_per_entity(store, api_settings: Settings) -> None:
     apply_fact_lines(store, api_settings, demo_lines())
     app = create_app(api_settings, store, options=ApiSettings(graph_context_per_entity=1))
-    graph = TestClient(app).get("/users/ana/graph").json()
+    graph = TestClient(app, base_url=BASE).get("/users/ana/graph").json()
     context = [e for e in graph["edges"] if e["type"] in {"INSTANCE_OF", "SUBCLASS_OF", "LOCATED_IN"}]
     sources = [e["source"] for e in context]
     assert context and len(sources) == len(set(sources))
@@ -203,7 +203,7 @@ def test_ingest_and_forget_need_the_token(client: TestClient) -> None:
 
 
 def test_write_endpoints_disabled_without_configured_token(store, settings: Settings) -> None:
-    c = TestClient(create_app(settings, store))  # settings.api.token is None
+    c = TestClient(create_app(settings, store), base_url=BASE)  # settings.api.token is None
     assert_error(c.post("/ingest", json={"facts": [FACT]}, headers=AUTH), 401, "PERSONA_API_TOKEN")
 
 
@@ -304,9 +304,10 @@ class BrokenStore:
 
 
 def test_internal_and_store_errors_are_json(settings: Settings) -> None:
-    c = TestClient(create_app(settings, BrokenStore(RuntimeError("boom"))), raise_server_exceptions=False)
+    c = TestClient(create_app(settings, BrokenStore(RuntimeError("boom"))), base_url=BASE,
+                   raise_server_exceptions=False)
     assert_error(c.get("/users/ana"), 500, "internal error (RuntimeError)")
-    down = TestClient(create_app(settings, BrokenStore(StoreError("FalkorDB is not reachable"))))
+    down = TestClient(create_app(settings, BrokenStore(StoreError("FalkorDB is not reachable"))), base_url=BASE)
     assert_error(down.get("/users/ana"), 503, "not reachable")
     assert_error(down.get("/health"), 503, "unreachable")
     assert_error(down.get("/nowhere"), 404)
@@ -341,24 +342,27 @@ def test_segments_list_and_members_paged_with_reasons(client: TestClient, sport_
 
 
 def test_segment_export_writes_a_downloadable_file(client: TestClient, sport_fans: str) -> None:
-    resp = client.post(f"/segments/{sport_fans}/export", json={"format": "csv"})
+    resp = client.post(f"/segments/{sport_fans}/export", json={"format": "csv"}, headers=AUTH)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["manifest"]["rows"] == 2 and body["file"].endswith(".csv")
-    download = client.get(body["download_url"])
+    download = client.get(body["download_url"], headers=AUTH)
     assert download.status_code == 200 and "ana" in download.text and "luis" in download.text
     hashed = client.post(f"/segments/{sport_fans}/export", json={"format": "jsonl", "hash_ids": True,
-                                                                 "salt": "pepper"}).json()
+                                                                 "salt": "pepper"}, headers=AUTH).json()
     assert "ana" not in client.get(hashed["download_url"]).text
     assert_error(client.post(f"/segments/{sport_fans}/export", json={"format": "xml"}), 422)
     assert_error(client.get("/exports/..%2F..%2Fetc%2Fpasswd"), 404)
-    assert_error(client.post("/segments/nope/export", json={}), 404)
+    assert_error(client.post("/segments/nope/export", json={}, headers=AUTH), 404)
+    assert_error(client.post("/segments/nope/export", json={"hash_ids": True}), 404)
 
 
-def test_segment_export_hash_without_salt_is_400(client: TestClient, sport_fans: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PERSONA_EXPORT_SALT", raising=False)
-    assert_error(client.post(f"/segments/{sport_fans}/export", json={"hash_ids": True}), 400, "salt")
+def test_segment_export_hash_without_salt_uses_the_home_salt(client: TestClient, sport_fans: str,
+                                                              api_settings: Settings) -> None:
+    body = client.post(f"/segments/{sport_fans}/export", json={"hash_ids": True}).json()
+    salt_file = Path(api_settings.home) / "export-salt"
+    assert body["manifest"]["salt_source"] == "home" and salt_file.stat().st_mode & 0o777 == 0o600
+    assert salt_file.read_text().strip() not in json.dumps(body)
 
 
 # --- UI, docs, dialect -------------------------------------------------------------------------

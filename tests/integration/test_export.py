@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,15 @@ from typer.testing import CliRunner
 
 from engine import export as export_mod
 from engine.cli import app
-from engine.export import ExportError, export_segment, hash_id
+from engine.export import (
+    ExportError,
+    ExportWriteError,
+    export_segment,
+    hash_id,
+    load_or_create_salt,
+    resolve_salt,
+    salt_id_of,
+)
 from engine.pipeline import apply_fact_lines
 from engine.segment import SegmentNotFound, apply_definition, run_segment
 from engine.segment import service as segment_service
@@ -76,14 +85,36 @@ def test_hashed_export_contains_no_raw_ids(segment, tmp_path: Path, fmt: str) ->
     assert sorted(ids) == sorted(hash_id(u, "s3cret") for u in USERS[:2])
 
 
-def test_hash_ids_needs_a_salt(segment, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.delenv("PERSONA_EXPORT_SALT", raising=False)
+def test_hash_ids_needs_a_salt_or_a_home(segment, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PERSONA_EXPORT_SALT", "env-salt")  # read by the CLI/settings, never by export.py
     with pytest.raises(ExportError, match="salt"):
         export_segment(segment, "cn", fmt="csv", out=tmp_path / "x.csv", hash_ids=True)
-    monkeypatch.setenv("PERSONA_EXPORT_SALT", "env-salt")
-    export_segment(segment, "cn", fmt="csv", out=tmp_path / "x.csv", hash_ids=True)
+    assert not (tmp_path / "x.csv").exists()
+    manifest = export_segment(segment, "cn", fmt="csv", out=tmp_path / "x.csv", hash_ids=True, salt="given")
     ids = {r["user_id"] for r in csv.DictReader((tmp_path / "x.csv").open())}
-    assert hash_id(USERS[0], "env-salt") in ids
+    assert hash_id(USERS[0], "given") in ids and hash_id(USERS[0], "env-salt") not in ids
+    assert (manifest.salt_source, manifest.salt_id) == ("given", salt_id_of("given"))
+
+
+def test_home_salt_is_made_once_private_and_reused(segment, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = export_segment(segment, "cn", fmt="csv", out=tmp_path / "a.csv", hash_ids=True, salt_home=home)
+    salt_file = home / "export-salt"
+    salt = salt_file.read_text().strip()
+    assert salt_file.stat().st_mode & 0o777 == 0o600 and len(salt) == 64
+    second = export_segment(segment, "cn", fmt="jsonl", out=tmp_path / "b.jsonl", hash_ids=True, salt_home=home)
+    assert first.salt_id == second.salt_id == salt_id_of(salt) and first.salt_source == "home"
+    a = {r["user_id"] for r in csv.DictReader((tmp_path / "a.csv").open())}
+    b = {json.loads(line)["user_id"] for line in (tmp_path / "b.jsonl").read_text().splitlines()}
+    assert a == b == {hash_id(u, salt) for u in USERS[:2]}  # stable across exports
+    for name in ("a.csv", "a.csv.manifest.json", "b.jsonl", "b.jsonl.manifest.json"):
+        blob = (tmp_path / name).read_bytes()
+        assert salt.encode() not in blob and not any(u.encode() in blob for u in USERS)
+    # an explicit salt overrides the file, which stays as it was
+    given = export_segment(segment, "cn", fmt="csv", out=tmp_path / "c.csv", hash_ids=True, salt="x", salt_home=home)
+    assert given.salt_id != first.salt_id and salt_file.read_text().strip() == salt
+    assert load_or_create_salt(home) == (salt, first.salt_id)
+    assert resolve_salt(home, None) == (salt, first.salt_id, "home")
 
 
 def test_delta_export_since(segment, settings, tmp_path: Path, monkeypatch) -> None:
@@ -122,10 +153,10 @@ def test_failure_mid_write_leaves_nothing_half_written(segment, tmp_path: Path, 
     out.write_text("previous export\n")
 
     def boom(self, rows):
-        raise OSError("disk full")
+        raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(export_mod._Writer, "write", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ExportWriteError, match="Input/output error"):
         export_segment(segment, "cn", fmt="csv", out=out)
     assert out.read_text() == "previous export\n"  # the old file is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["cn.csv"]

@@ -142,3 +142,59 @@ def test_queries_pass_plain_text_and_the_timeout_through_unit_of_work() -> None:
     assert driver.timeouts == [2.5, None]
     assert [s["tx"] for s in driver.sessions] == ["read", "write"]
     assert driver.sessions[0]["default_access_mode"] == neo4j.READ_ACCESS
+
+
+class HeadResult:
+    def __init__(self, driver: FakeDriver) -> None:
+        self.driver = driver
+
+    def keys(self) -> list[str]:
+        return ["i"]
+
+    def __iter__(self) -> Any:
+        for r in self.driver.rows:
+            self.driver.pulled += 1
+            yield FakeRecord(list(r))
+
+
+class HeadTx(FakeTx):
+    def run(self, query: Any, parameters: dict[str, Any]) -> Any:
+        self.driver.calls.append((query, parameters))
+        return HeadResult(self.driver)
+
+    def rollback(self) -> None:
+        self.driver.closed.append("rollback")
+
+
+class HeadSession(FakeSession):
+    def begin_transaction(self, timeout: float | None = None) -> FakeTx:
+        self.driver.timeouts.append(timeout)
+        return HeadTx(self.driver)
+
+
+def test_ro_head_stops_after_the_limit_and_rolls_back() -> None:
+    driver = FakeDriver([[i] for i in range(1000)])
+    driver.pulled = 0  # type: ignore[attr-defined]
+    driver.session = lambda **config: HeadSession(driver, config)  # type: ignore[method-assign]
+    head = fake_store(driver).ro_head("UNWIND range(0, 999) AS i RETURN i", max_rows=5, timeout_ms=2000)
+    assert head.rows == [[0], [1], [2], [3], [4]] and head.truncated and head.total is None
+    assert driver.pulled == 6  # type: ignore[attr-defined]  # one past the limit, never the rest
+    assert driver.sessions[0]["fetch_size"] == 6 and driver.timeouts == [2.0]
+    assert driver.closed == ["rollback", "tx", "session"]
+    small = fake_store(driver).ro_head("RETURN 1", max_rows=5000, timeout_ms=2000)
+    assert not small.truncated and small.total == 1000
+
+
+@pytest.mark.parametrize("query", [
+    "LOAD CSV FROM 'https://x' AS r RETURN r", "load/**/csv from 'file:///etc/passwd' as r return r",
+    "CALL apoc.load.json('https://x')", "CALL `apoc`.`load`.json('https://x')",
+    "CALL apoc.cypher.run('LO' + 'AD CSV FROM ...', {})",
+])
+def test_neo4j_read_paths_refuse_outbound_statements(query: str) -> None:
+    driver = FakeDriver([[1]])
+    store = fake_store(driver)
+    for call in (lambda: store.ro_query(query), lambda: list(store.ro_stream(query)),
+                 lambda: store.ro_head(query, max_rows=1, timeout_ms=100)):
+        with pytest.raises(ReadOnlyViolation, match="read-only path"):
+            call()
+    assert driver.sessions == []  # refused before a session was opened
