@@ -1,4 +1,4 @@
-"""Language detection: the old hand-written detector against engine.langdetect, in one run.
+"""Language detection: the old hand-written detector against engine.ingest.lang, in one run.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/langdetect.py --n 2000 [--data ../shared/data]
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data missing: {', '.join(missing)} — pass --data DIR (the dir with sentiment/ persona/ wikidata/)")
         return 2
 
-    from engine import langdetect
+    from engine.ingest import lang as langdetect
 
     start = time.perf_counter()
     langdetect.detect_language("warm up the model: load it before timing")

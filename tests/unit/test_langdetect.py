@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from engine import langdetect
-from engine.langdetect import detect_language, normalise_lang
+from engine.ingest import lang as langdetect
+from engine.ingest.lang import detect_language, normalise_lang
 
 
 @pytest.mark.parametrize(
