@@ -127,3 +127,13 @@ def test_db_start_fails_clearly_when_home_is_unusable(tmp_path: Path) -> None:
     result = persona(blocker, "db", "start")
     assert result.returncode != 0
     assert "error" in (result.stderr + result.stdout).lower()
+
+
+def test_control_character_ids_are_refused_not_lost(tmp_path: Path, cli_env, store) -> None:
+    file = write_lines(tmp_path / "facts.jsonl", [good(user_id="al\u0001ice"), good(doc_id="d2", user_id="bob")])
+    result = runner.invoke(app, ["ingest-facts", str(file), "--batch-size", "1", "--json"], env=cli_env)
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(1, "user_id")]
+    assert (report["users"], report["documents"], report["applied"]) == (1, 1, 1)
+    assert store.ro_query("MATCH (u:User) RETURN collect(u.id)").scalar() == ["bob"]

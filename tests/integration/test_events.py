@@ -132,3 +132,17 @@ def test_help_for_every_command(cli_env) -> None:
                  ["segment", "run"], ["segment", "members"], ["segment", "discover"], ["segment", "explain"]):
         result = runner.invoke(app, [*args, "--help"], env=cli_env)
         assert result.exit_code == 0, (args, result.output)
+
+
+def test_a_hostile_line_fails_alone_and_counts_are_distinct(tmp_path: Path, cli_env, store) -> None:
+    f = tmp_path / "events.jsonl"
+    lines = [ev(event_id=f"e{i}", user_id=("ana", "bob")[i % 2]) for i in range(6)]
+    lines.insert(2, ev(event_id="nul", user_id="al\u0000ice"))
+    lines.insert(4, ev(event_id="soh", item="ba\u0001ll"))
+    f.write_bytes("\n".join(lines).encode() + b"\n" + b'{"user_id": "caf\xe9"}\n')
+    result = runner.invoke(app, ["ingest-events", str(f), "--batch-size", "1", "--json"], env=cli_env)
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "user_id"), (5, "item"), (9, "record")]
+    assert (report["applied"], report["users"], report["lines"]) == (6, 2, 9)
+    assert store.ro_query("MATCH (u:User) RETURN count(u)").scalar() == 2

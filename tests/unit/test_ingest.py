@@ -180,9 +180,26 @@ def test_ingest_command_dry_run_prints_summary(tmp_path, monkeypatch):
         env={"COLUMNS": "200"},
     )
     printed = result.stdout
+    assert result.exit_code == 1, result.output  # one record failed
     assert "facts kept" in printed and "LLM calls" in printed
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [d["status"] for d in docs] == ["ok", "duplicate", "empty"]
     errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
     assert errors[0]["line"] == 3 and "not valid JSON" in errors[0]["message"]
     assert (tmp_path / "home" / "extraction_cache.sqlite").exists()
+
+
+def test_ingest_command_exits_zero_when_every_record_went_in(tmp_path, monkeypatch):
+    pytest.importorskip("presidio_analyzer")
+    from typer.testing import CliRunner
+
+    import engine.extract as extract_pkg
+    from engine.cli import app
+
+    monkeypatch.setattr(extract_pkg, "make_extractor", lambda *a, **k: Extractor(FixedBackend()))
+    path = tmp_path / "in.jsonl"
+    write_jsonl(path, [json.dumps({"user_id": "u1", "text": "I live in Berlin.", "ts": TS}).encode()])
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "ingest", str(path), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["docs"], report["failed"], report["users"]) == ({"ok": 1}, 0, 1)
