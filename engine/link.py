@@ -54,32 +54,6 @@ def entity_props(entity: LinkedEntity) -> dict[str, Any]:
     }
 
 
-def entity_target(
-    predicate: Predicate,
-    surface: str | None,
-    *,
-    qid: str | None = None,
-    types: Iterable[str] = (),
-    lang: str | None = None,
-    context: str | None = None,
-) -> TargetRef:
-    """Ground an object: a given QID wins, else the linker decides (QID or NIL)."""
-    if qid:
-        known = linkers.describe(qid)
-        entity = known or LinkedEntity(key=qid, qid=qid)
-        label_field = f"label_{lang}" if lang in ("zh", "es") else "label_en"
-        if surface and not getattr(entity, label_field):
-            entity = entity.model_copy(update={label_field: surface})
-    elif surface:
-        entity = linkers.link_object(surface, predicate=predicate.name, lang=lang, context=context)
-    else:
-        raise ResolutionError("missing (give `object` or `object_qid`)")
-    extra = [t for t in types if t not in entity.types]
-    if extra:
-        entity = entity.model_copy(update={"types": [*entity.types, *extra]})
-    return TargetRef(label=Target.ENTITY, key=entity.key, props=entity_props(entity))
-
-
 def resolve_target(
     predicate: Predicate,
     surface: str | None,
@@ -89,6 +63,8 @@ def resolve_target(
     lang: str | None = None,
     context: str | None = None,
 ) -> TargetRef:
+    """A literal Value for attribute predicates, else a grounded Entity (a given QID wins, else the
+    linker decides: QID or NIL). Raises ResolutionError naming the input field."""
     if predicate.target is Target.VALUE:
         if not surface:
             raise ResolutionError(f"{predicate.name} needs a literal value", field="value")
@@ -96,7 +72,28 @@ def resolve_target(
             return literal_target(predicate, surface)
         except ValueError as exc:
             raise ResolutionError(str(exc), field="value") from exc
-    return entity_target(predicate, surface, qid=qid, types=types, lang=lang, context=context)
+    entity = _ground(predicate, surface, qid, lang, context)
+    extra = [t for t in types if t not in entity.types]
+    if extra:
+        entity = entity.model_copy(update={"types": [*entity.types, *extra]})
+    return TargetRef(label=Target.ENTITY, key=entity.key, props=entity_props(entity))
+
+
+def _ground(
+    predicate: Predicate, surface: str | None, qid: str | None, lang: str | None, context: str | None
+) -> LinkedEntity:
+    if qid:
+        entity = linkers.describe(qid) or LinkedEntity(key=qid, qid=qid)
+        label_field = f"label_{lang}" if lang in ("zh", "es") else "label_en"
+        if surface and not getattr(entity, label_field):
+            entity = entity.model_copy(update={label_field: surface})
+        return entity
+    if not surface:
+        raise ResolutionError("missing (give `object` or `object_qid`)")
+    try:
+        return linkers.link_object(surface, predicate=predicate.name, lang=lang, context=context)
+    except linkers.InvalidMentionError as exc:
+        raise ResolutionError(str(exc)) from None
 
 
 def context_for(targets: Iterable[TargetRef]) -> ResolvedTargets:
@@ -141,7 +138,7 @@ class ItemLinker:
         hit = self._targets.get(key)
         if hit is None:
             types = [q for q in [self.category_qid(category)] if q] if category else []
-            hit = entity_target(get_predicate(relation), item, qid=qid, types=types)
+            hit = resolve_target(get_predicate(relation), item, qid=qid, types=types)
             self._targets[key] = hit
         return hit
 
@@ -158,14 +155,9 @@ def link_fact_line(line: FactLine, *, allow_sensitive: bool) -> ResolvedFact:
     """A validated fact line → a fact with a grounded target."""
     pred = get_predicate(line.predicate)
     ensure_allowed(pred, allow_sensitive)
-    try:
-        target = resolve_target(
-            pred, line.surface, qid=line.object_qid, types=line.object_types, lang=line.lang, context=line.text
-        )
-    except ResolutionError:
-        raise
-    except ValueError as exc:  # InvalidMentionError and friends
-        raise ResolutionError(str(exc)) from None
+    target = resolve_target(
+        pred, line.surface, qid=line.object_qid, types=line.object_types, lang=line.lang, context=line.text
+    )
     return ResolvedFact(
         doc_id=line.doc_id, user_id=line.user_id, ts=line.ts, predicate=pred.name, target=target,
         confidence=line.confidence, sentiment=line.sentiment,
@@ -182,12 +174,7 @@ def link_fact(
     except ValueError as exc:
         raise ResolutionError(str(exc), field="predicate") from None
     ensure_allowed(pred, allow_sensitive)
-    try:
-        target = resolve_target(pred, fact.object, lang=lang, context=context)
-    except ResolutionError:
-        raise
-    except ValueError as exc:  # InvalidMentionError and friends
-        raise ResolutionError(str(exc)) from None
+    target = resolve_target(pred, fact.object, lang=lang, context=context)
     return ResolvedFact(
         doc_id=doc_id, user_id=user_id, ts=ts, predicate=pred.name, target=target,
         confidence=fact.confidence, sentiment=fact.sentiment,

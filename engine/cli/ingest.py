@@ -83,31 +83,44 @@ def _with_bar(file: Path, label: str, run: Callable[[Callable[[int], None]], Ing
         return run(lambda n: bar.advance(task, n))
 
 
-def ingest_facts(
-    ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
-    fmt: str | None = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the suffix)"),
-    batch_size: int = typer.Option(5000, min=1, help="Facts per write batch"),
-    errors_file: Path | None = typer.Option(None, "--errors", help="Write every error (JSONL) here"),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
-) -> None:
-    """Ingest facts (README, 'Facts input'); bad lines are reported, the rest goes in. Exit 1 if any failed."""
-    from engine.ingest import read_fact_lines
-    from engine.pipeline import ingest_facts as run
+FMT_HELP = "jsonl, csv or parquet (default: from the suffix)"
+ERRORS_HELP = "Write every error (JSONL) here"
+
+
+def _ingest_file(ctx: typer.Context, file: Path, fmt: str | None, kind: str, batch: int,
+                 errors_file: Path | None, as_json: bool) -> None:
+    """Fact lines or events: read → pipeline → report, with a progress bar."""
+    from engine import ingest, pipeline
 
     _check_format(file, fmt)
     settings, store = settings_of(ctx), connect(ctx)
-    report = _with_bar(file, "ingesting facts", lambda p: run(
-        store, settings, read_fact_lines(file, fmt), batch=batch_size, progress=p))
+    reader, run = {
+        "facts": (ingest.read_fact_lines, pipeline.ingest_facts),
+        "events": (ingest.read_events, pipeline.ingest_events),
+    }[kind]
+    report = _with_bar(file, f"ingesting {kind}", lambda p: run(
+        store, settings, reader(file, fmt), batch=batch, progress=p))
     finish(report, as_json=as_json, errors_file=errors_file)
+
+
+def ingest_facts(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
+    fmt: str | None = typer.Option(None, "--format", help=FMT_HELP),
+    batch_size: int = typer.Option(5000, min=1, help="Facts per write batch"),
+    errors_file: Path | None = typer.Option(None, "--errors", help=ERRORS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+) -> None:
+    """Ingest facts (README, 'Facts input'); bad lines are reported, the rest goes in. Exit 1 if any failed."""
+    _ingest_file(ctx, file, fmt, "facts", batch_size, errors_file, as_json)
 
 
 def ingest_events(
     ctx: typer.Context,
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
-    fmt: str | None = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the suffix)"),
+    fmt: str | None = typer.Option(None, "--format", help=FMT_HELP),
     batch_size: int = typer.Option(5000, min=1, help="Events per write batch"),
-    errors_file: Path | None = typer.Option(None, "--errors", help="Write every error (JSONL) here"),
+    errors_file: Path | None = typer.Option(None, "--errors", help=ERRORS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
 ) -> None:
     """Ingest behaviour events (purchase / view / cart / refund) as PURCHASED / VIEWED edges.
@@ -115,20 +128,13 @@ def ingest_events(
     Idempotent per event (event_id, else a content hash). Bad lines are reported with line and
     field, the rest goes in; exit code 1 when any line failed.
     """
-    from engine.ingest import read_events
-    from engine.pipeline import ingest_events as run
-
-    _check_format(file, fmt)
-    settings, store = settings_of(ctx), connect(ctx)
-    report = _with_bar(file, "ingesting events", lambda p: run(
-        store, settings, read_events(file, fmt), batch=batch_size, progress=p))
-    finish(report, as_json=as_json, errors_file=errors_file)
+    _ingest_file(ctx, file, fmt, "events", batch_size, errors_file, as_json)
 
 
 def ingest(
     ctx: typer.Context,
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
-    fmt: str | None = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the suffix)"),
+    fmt: str | None = typer.Option(None, "--format", help=FMT_HELP),
     backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
     model: str | None = typer.Option(None, help="Model path / name for the backend"),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server URL (openai backend)"),
@@ -137,7 +143,7 @@ def ingest(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached extractions"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Extract only; write nothing to the graph"),
     output: Path | None = typer.Option(None, help="Also write extracted documents (JSONL) here"),
-    errors_file: Path | None = typer.Option(None, "--errors", "--errors-out", help="Write every error (JSONL) here"),
+    errors_file: Path | None = typer.Option(None, "--errors", "--errors-out", help=ERRORS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
 ) -> None:
     """Ingest user texts: validate → dedupe → language → PII redaction → LLM → linking → fusion → rules.

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from engine.contracts import MAX_USER_ID, Identifier, Number, Timestamp, iso, to_utc
 from engine.ingest.errors import LineError, Numbered, from_validation
-from engine.ingest.rows import read_rows
+from engine.ingest.rows import numbered, read_rows, validated
 
 QID = re.compile(r"^Q[1-9][0-9]{0,11}$")
 EVENT_TYPES = ("purchase", "view", "cart", "refund")
@@ -84,14 +84,9 @@ def event_from_dict(data: dict[str, Any], line: int | None) -> Event | LineError
 
 def read_events(path: str | Path, fmt: str | None = None) -> Iterator[Numbered[Event]]:
     """(line, event or error) for each non-blank line; CSV when fmt or the suffix says so."""
-    for line, row in read_rows(path, fmt):
-        yield line, row if isinstance(row, LineError) else event_from_dict(row, line)
+    return validated(read_rows(path, fmt), event_from_dict)
 
 
 def events_from_items(items: Iterable[Any]) -> Iterator[Numbered[Event]]:
     """Events from already-parsed items (an API body), numbered from 1 like lines."""
-    for line, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            yield line, LineError(line=line, message=f"an event must be a JSON object, got {type(item).__name__}")
-        else:
-            yield line, event_from_dict(item, line)
+    return validated(numbered(items), event_from_dict)

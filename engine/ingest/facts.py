@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from engine.contracts import MAX_TEXT, MAX_USER_ID, Identifier, Polarity, Probability, Timestamp
 from engine.ingest.errors import LineError, Numbered, from_validation
-from engine.ingest.rows import parse_json_line, read_rows
+from engine.ingest.rows import numbered, parse_json_line, read_rows, validated
 from graph_schema import UnknownPredicateError, get_predicate
 
 QID = re.compile(r"^Q[1-9][0-9]{0,11}$")
@@ -90,14 +90,9 @@ def parse_fact_line(raw: bytes | str, line: int) -> FactLine | LineError:
 
 def read_fact_lines(path: str | Path, fmt: str | None = None) -> Iterator[Numbered[FactLine]]:
     """(line, fact or error) for every non-blank line of the file."""
-    for line, row in read_rows(path, fmt):
-        yield line, row if isinstance(row, LineError) else fact_from_dict(row, line)
+    return validated(read_rows(path, fmt), fact_from_dict)
 
 
 def facts_from_items(items: Iterable[Any]) -> Iterator[Numbered[FactLine]]:
     """Facts from already-parsed items (an API body), numbered from 1 like lines."""
-    for line, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            yield line, LineError(line=line, message=f"a fact must be a JSON object, got {type(item).__name__}")
-        else:
-            yield line, fact_from_dict(item, line)
+    return validated(numbered(items), fact_from_dict)

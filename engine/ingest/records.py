@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from engine.contracts import MAX_TEXT, Record
 from engine.ingest.errors import LineError, Numbered, from_validation
-from engine.ingest.rows import nul_field, read_rows
+from engine.ingest.rows import Row, nul_field, numbered, read_rows
 
 OVERSIZE_POLICIES = ("chunk", "truncate")
 # A document longer than MAX_TEXT is split into at most this many parts; beyond that, truncated.
@@ -106,20 +106,20 @@ def read_records(
     a warning and several records for its line."""
     if oversize not in OVERSIZE_POLICIES:
         raise ValueError(f"oversize must be one of {OVERSIZE_POLICIES}")
-    for line, row in read_rows(path, fmt):
-        if isinstance(row, LineError):
-            yield line, row
-        else:
-            yield from ((line, r) for r in records_from_dict(row, line, oversize=oversize))
+    yield from _records(read_rows(path, fmt), oversize)
 
 
 def records_from_items(items: Iterable[Any], *, oversize: str = "chunk") -> Iterator[Numbered[Record]]:
     """Records from already-parsed items (an API body), numbered from 1 like lines."""
-    for line, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            yield line, LineError(line=line, message=f"expected an object, got {type(item).__name__}")
+    return _records(numbered(items), oversize)
+
+
+def _records(rows: Iterable[Row], oversize: str) -> Iterator[Numbered[Record]]:
+    for line, row in rows:
+        if isinstance(row, LineError):
+            yield line, row
         else:
-            yield from ((line, r) for r in records_from_dict(item, line, oversize=oversize))
+            yield from ((line, r) for r in records_from_dict(row, line, oversize=oversize))
 
 
 class Deduper:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from engine.ingest.errors import LineError
+from engine.ingest.errors import LineError, Numbered
+
+T = TypeVar("T")
 
 FORMATS = ("jsonl", "csv", "parquet")
 _BOM = b"\xef\xbb\xbf"
@@ -46,7 +48,7 @@ def nul_field(data: dict[str, Any]) -> LineError | None:
 
 def _checked(line: int, data: Any) -> dict[str, Any] | LineError:
     if not isinstance(data, dict):
-        return LineError(line=line, message=f"a line must be a JSON object, got {type(data).__name__}")
+        return LineError(line=line, message=f"expected a JSON object, got {type(data).__name__}")
     bad = nul_field(data)
     if bad is not None:
         return bad.model_copy(update={"line": line})
@@ -110,6 +112,20 @@ def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[Row]:
     path = Path(path)
     reader = {"jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet}[format_of(path, fmt)]
     yield from reader(path)
+
+
+def numbered(items: Iterable[Any]) -> Iterator[Row]:
+    """Already-parsed items (an API body) numbered from 1 like lines, checked like lines."""
+    for line, item in enumerate(items, start=1):
+        yield line, _checked(line, item)
+
+
+def validated(rows: Iterable[Row], parse: Callable[[dict[str, Any], int | None], T | LineError]) -> Iterator[
+    Numbered[T]
+]:
+    """Each row through `parse` (a model's validation); bad rows keep their error."""
+    for line, row in rows:
+        yield line, row if isinstance(row, LineError) else parse(row, line)
 
 
 def count_rows(path: str | Path) -> int | None:
