@@ -10,7 +10,13 @@ $(STAMP): pyproject.toml tools/cypherlint/package-lock.json engine/ui/package-lo
 	bash scripts/setup-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@echo ""
+	@echo "==> Installing Python packages. The first time this compiles llama.cpp from source"
+	@echo "    (llama-cpp-python): about 15 minutes on 2 cores, with little output. Later runs reuse"
+	@echo "    pip's cached wheel and take about a minute."
+	@echo ""
 	$(BIN)/pip install -e '.[dev]'
+	@echo "==> Installing node tools (Cypher linter, explorer UI assets)"
 	npm ci --prefix tools/cypherlint --no-audit --no-fund --loglevel=error
 	# --ignore-scripts: a swagger-ui-dist dependency's install script phones home
 	npm ci --prefix engine/ui --ignore-scripts --no-audit --no-fund --loglevel=error
