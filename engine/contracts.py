@@ -109,6 +109,7 @@ class Fact(BaseModel):
     sentiment: float | None = Field(default=None, ge=-1, le=1)
     confidence: float = Field(default=0.8, ge=0, le=1)
     evidence: str = Field(default="", max_length=2000)
+    tier: str | None = None  # which extractor produced it: "encoder" | "llm" (None: given as a fact line)
 
 
 class DocumentSentiment(BaseModel):

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -28,10 +28,12 @@ from engine.link import ItemLinker, ResolutionError, context_for, link_fact, lin
 from engine.store import GraphStore
 
 if TYPE_CHECKING:
-    from engine.extract import ExtractionCache, Extractor
+    from engine.extract import ExtractionCache, ExtractionResult, Extractor
     from engine.privacy import Redactor
 
 T = TypeVar("T")
+EXTRACT_BATCH = 32
+DUPLICATE = "duplicate of an earlier record (same doc_id or same user and text)"
 Progress = Callable[[int], None]
 DocStatus = Literal["ok", "empty", "duplicate", "failed"]
 
@@ -296,6 +298,18 @@ def _numbered(records: Iterable[Record | tuple[int | None, Record]]) -> Iterator
         yield item if isinstance(item, tuple) else (None, item)
 
 
+class _Pending(BaseModel):
+    """A record between redaction and extraction (redacted text only)."""
+
+    base: dict[str, Any]
+    text: str
+    lang: str
+    key: str
+    counts: dict[str, int]
+    notes: list[str]
+    started: float
+
+
 def extract_documents(
     records: Iterable[Record | tuple[int | None, Record]],
     extractor: Extractor,
@@ -303,53 +317,91 @@ def extract_documents(
     redactor: Redactor | None = None,
     cache: ExtractionCache | None = None,
     store_text: bool = True,
+    batch: int = EXTRACT_BATCH,
 ) -> Iterator[ExtractedDocument]:
-    """Dedupe → language → redact → (cache | extract), lazily, one document per record.
+    """Dedupe → language → redact → (cache | extract), lazily, one document per record, in order.
 
-    No raw text leaves this function: the redactor runs before the cache and the extractor see it.
+    Records are extracted `batch` at a time when the extractor takes batches (the encoder tier);
+    no raw text leaves this function: the redactor runs before the cache and the extractor see it.
     """
     from engine.extract.cache import cache_key
     from engine.privacy import get_redactor
 
     redactor = redactor or get_redactor()
     dedupe = Deduper()
+    waiting: list[ExtractedDocument | _Pending] = []
     for line, rec in _numbered(records):
-        started = time.perf_counter()
         lang = normalise_lang(rec.lang) or detect_language(rec.text)
         base = {"doc_id": dedupe.doc_id(rec), "user_id": rec.user_id, "ts": rec.ts, "source": rec.source,
                 "lang": lang, "line": line}
         if dedupe.seen(rec):
-            yield ExtractedDocument(**base, redacted_text=None, status="duplicate",
-                                    notes=["duplicate of an earlier record (same doc_id or same user and text)"])
+            waiting.append(ExtractedDocument(**base, redacted_text=None, status="duplicate", notes=[DUPLICATE]))
+        elif not rec.text.strip():
+            waiting.append(ExtractedDocument(**base, redacted_text="" if store_text else None, status="empty",
+                                             notes=["empty text: nothing to extract, no model call"]))
+        else:
+            started = time.perf_counter()
+            redaction = redactor.redact(rec.text, lang)
+            notes = ["language not en/zh/es: extraction quality is unmeasured"] if lang == "other" else []
+            waiting.append(_Pending(base=base, text=redaction.text, lang=lang, counts=redaction.counts, notes=notes,
+                                    key=cache_key(redaction.text, lang, extractor.version), started=started))
+        if sum(isinstance(w, _Pending) for w in waiting) >= batch:
+            yield from _extract_waiting(waiting, extractor, cache, store_text)
+            waiting = []
+    yield from _extract_waiting(waiting, extractor, cache, store_text)
+
+
+def _extract_many(extractor: Extractor, texts: list[str], langs: list[str]) -> list[ExtractionResult | Exception]:
+    """Results in order; a failing document fails alone (a failed batch is retried one by one)."""
+    if hasattr(extractor, "extract_batch") and len(texts) > 1:
+        try:
+            return list(extractor.extract_batch(texts, langs))
+        except Exception:  # noqa: BLE001, S110 - fall through to one at a time to find the bad one
+            pass
+    out: list[ExtractionResult | Exception] = []
+    for text, lang in zip(texts, langs, strict=True):
+        try:
+            out.append(extractor.extract(text, lang))
+        except Exception as exc:  # noqa: BLE001 - one bad document must not stop the batch
+            out.append(exc)
+    return out
+
+
+def _extract_waiting(
+    waiting: list[ExtractedDocument | _Pending], extractor: Extractor, cache: ExtractionCache | None,
+    store_text: bool,
+) -> Iterator[ExtractedDocument]:
+    pending = [w for w in waiting if isinstance(w, _Pending)]
+    cached = {p.key: cache.get(p.key) for p in pending} if cache is not None else {}
+    todo = list({p.key: p for p in pending if cached.get(p.key) is None}.values())  # one call per text
+    fresh = dict(zip([p.key for p in todo], _extract_many(extractor, [p.text for p in todo],
+                                                           [p.lang for p in todo]), strict=True))
+    paid_for: set[str] = set()
+    for item in waiting:
+        if isinstance(item, ExtractedDocument):
+            yield item
             continue
-        if not rec.text.strip():
-            yield ExtractedDocument(**base, redacted_text="" if store_text else None, status="empty",
-                                    notes=["empty text: nothing to extract, no model call"])
+        kept_text = item.text if store_text else None
+        hit = cached.get(item.key)
+        if hit is None and item.key in paid_for:
+            hit = fresh[item.key]  # the same text earlier in this batch: its result, not a second call
+        result = hit if hit is not None else fresh[item.key]
+        paid_for.add(item.key)
+        seconds = round(time.perf_counter() - item.started, 4)
+        if isinstance(result, Exception):
+            yield ExtractedDocument(**item.base, redacted_text=kept_text, status="failed", seconds=seconds,
+                                    error=f"{type(result).__name__}: {result}"[:500], redactions=item.counts)
             continue
-        redaction = redactor.redact(rec.text, lang)
-        kept_text = redaction.text if store_text else None
-        notes = ["language not en/zh/es: extraction quality is unmeasured"] if lang == "other" else []
-        key = cache_key(redaction.text, lang, extractor.version)
-        result = cache.get(key) if cache is not None else None
-        cached = result is not None
-        if result is None:
-            try:
-                result = extractor.extract(redaction.text, lang)
-            except Exception as exc:  # noqa: BLE001 - one bad document must not stop the batch
-                yield ExtractedDocument(
-                    **base, redacted_text=kept_text, status="failed", error=f"{type(exc).__name__}: {exc}"[:500],
-                    redactions=redaction.counts, seconds=round(time.perf_counter() - started, 4),
-                )
-                continue
-            if cache is not None and result.error is None:
-                cache.put(key, result)
+        if hit is None and cache is not None and not isinstance(result, Exception) and result.error is None:
+            cache.put(item.key, result)
+        paid = hit is None
         yield ExtractedDocument(
-            **base, redacted_text=kept_text, facts=result.facts, sentiment=result.sentiment,
-            dropped=result.dropped, llm_calls=0 if cached else result.llm_calls,
-            prompt_tokens=0 if cached else result.prompt_tokens,
-            completion_tokens=0 if cached else result.completion_tokens,
-            seconds=round(time.perf_counter() - started, 4), cached=cached, error=result.error,
-            status="failed" if result.error else "ok", redactions=redaction.counts, notes=notes + result.notes,
+            **item.base, redacted_text=kept_text, facts=result.facts, sentiment=result.sentiment,
+            dropped=result.dropped, llm_calls=result.llm_calls if paid else 0,
+            prompt_tokens=result.prompt_tokens if paid else 0,
+            completion_tokens=result.completion_tokens if paid else 0,
+            seconds=seconds, cached=not paid, error=result.error, status="failed" if result.error else "ok",
+            redactions=item.counts, notes=item.notes + result.notes,
         )
 
 

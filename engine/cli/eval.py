@@ -13,19 +13,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from engine.cli._util import settings_of
+from engine.cli._util import EXIT_USAGE, fail, settings_of
 from engine.config import LLMSettings
-from engine.eval.extraction import DEFAULT_DATA, load_rows, report, run_rows, stratified_sample
+from engine.eval.extraction import report, run_rows
 from engine.eval.linking import run_linking_eval
-from engine.eval.sentiment import (
-    DEFAULT_DIR,
-    FILES,
-    SentimentResult,
-    balanced_sample,
-    load_language,
-    macro_f1,
-    run_sentiment,
-)
+from engine.eval.sentiment import balanced_sample, macro_f1, run_sentiment, test_rows
 
 eval_app = typer.Typer(help="Measure quality on the real data in ../shared/data.", no_args_is_help=True)
 
@@ -77,37 +69,54 @@ def linking(
     console.print(ml)
 
 
+def _extractor(ctx: typer.Context, tier: str, backend: str | None, min_confidence: float | None = None):
+    from engine.extract import BackendError, ExtractorConfig, make_tier
+
+    settings = settings_of(ctx)
+    config = ExtractorConfig() if min_confidence is None else ExtractorConfig(min_confidence=min_confidence)
+    try:
+        return make_tier(tier, _llm(ctx, backend), model_cache=settings.model_cache, llm_config=config)
+    except (BackendError, ValueError) as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _data(ctx: typer.Context, data_dir: Path | None) -> Path:
+    data = data_dir or settings_of(ctx).data.root
+    if not data.is_dir():
+        fail(f"eval data not found at {data}: it lives in ../shared/data next to the repository "
+             "(see ../shared/data/README.md); pass --data-dir", EXIT_USAGE)
+    return data
+
+
 def extraction(
     ctx: typer.Context,
-    data: Path = typer.Option(DEFAULT_DATA, help="personaext.jsonl (../shared/data/persona)"),
-    size: int = typer.Option(600, help="Stratified sample size"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    extractor: str = typer.Option("cascade", "--extractor", help="encoder, llm or cascade"),
+    size: int | None = typer.Option(None, help="Stratified sample of the test split (default: all of it; "
+                                               "600 for --extractor llm, which takes ~1.6 s per row)"),
     seed: int = typer.Option(13, help="Sampling seed"),
-    split: str = typer.Option("test", help="PersonaExt split to sample"),
-    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
-    min_confidence: float | None = typer.Option(None, help="Override the fact confidence threshold"),
-    out: Path | None = typer.Option(None, help="Write per-row results (JSONL) here"),
+    backend: str | None = typer.Option(None, help="LLM backend: llama_cpp (default), openai or transformers"),
+    min_confidence: float | None = typer.Option(None, help="Override the LLM tier's fact confidence threshold"),
+    kvpi: bool = typer.Option(True, "--kvpi/--no-kvpi", help="Also score zh LIVES_IN / GENDER on KvPI"),
+    out: Path | None = typer.Option(None, help="Write the summary (JSON) and per-row results (.rows.jsonl) here"),
 ) -> None:
-    """Fact extraction quality on PersonaExt: precision, recall, F1, valid JSON, drops by reason."""
-    from engine.extract import ExtractorConfig, make_extractor
+    """Fact extraction on PersonaExt's test split: P/R/F1, per predicate, frequent errors, ECE (+ zh KvPI)."""
+    from engine.eval.extraction import kvpi_scores, test_rows
     from engine.privacy import get_redactor
 
     console = Console()
-    if not data.exists():
-        console.print(
-            f"[red]PersonaExt data not found at {data}[/red]: this eval reads "
-            "../shared/data/persona/personaext.jsonl (see ../shared/data/README.md); pass --data."
-        )
-        raise typer.Exit(2)
-    rows = stratified_sample(load_rows(data), size, seed, split)
-    config = ExtractorConfig() if min_confidence is None else ExtractorConfig(min_confidence=min_confidence)
-    extractor = make_extractor(_llm(ctx, backend), config=config, model_cache=settings_of(ctx).model_cache)
+    data = _data(ctx, data_dir)
+    rows = test_rows(data, size if size is not None else (600 if extractor == "llm" else None), seed)
+    tier = _extractor(ctx, extractor, backend, min_confidence)
     redactor = get_redactor()
     with Progress(console=console) as progress:
-        task = progress.add_task(f"PersonaExt {split} ({len(rows)} rows)", total=len(rows))
-        results = run_rows(rows, extractor, redactor, lambda: progress.advance(task))
-    summary = report(results)
-    summary.update({"data": str(data), "size": len(rows), "seed": seed, "split": split,
-                    "backend": extractor.backend.name})
+        task = progress.add_task(f"PersonaExt test ({len(rows)} rows, {extractor})", total=len(rows))
+        results = run_rows(rows, tier, redactor, lambda n=1: progress.advance(task, n))
+        summary = report(results)
+        if kvpi:
+            task = progress.add_task("KvPI zh (LIVES_IN / GENDER)", total=None)
+            summary["kvpi_zh"] = kvpi_scores(data, tier, redactor, lambda n=1: progress.advance(task, n))
+    summary.update({"data": str(data), "split": "test", "size": len(rows), "seed": seed, "extractor": extractor})
     _print(console, summary)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +127,7 @@ def extraction(
 
 
 def _print(console: Any, summary: dict[str, Any]) -> None:
-    table = Table(title=f"PersonaExt extraction ({summary['split']}, n={summary['size']}, seed={summary['seed']})")
+    table = Table(title=f"PersonaExt extraction, {summary['extractor']} ({summary['split']}, n={summary['size']})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     s = summary["scores"]
@@ -137,63 +146,63 @@ def _print(console: Any, summary: dict[str, Any]) -> None:
     for row in summary["confidence_sweep"]:
         sweep.add_row(*(str(row[c]) for c in ("min_confidence", "predictions", "precision", "recall", "f1")))
     console.print(sweep)
+    per = Table(title="per predicate (test)")
+    for col in ("predicate", "gold", "predicted", "precision", "recall"):
+        per.add_column(col, justify="right")
+    for name, c in summary["per_predicate"].items():
+        per.add_row(name, *(str(c.get(k, 0)) for k in ("gold", "predicted", "precision", "recall")))
+    console.print(per)
+    errors = Table(title="most frequent errors")
+    for col in ("kind", "predicted", "gold", "count"):
+        errors.add_column(col)
+    for e in summary["errors"]:
+        errors.add_row(e["kind"], e["predicted"], e["gold"], str(e["count"]))
+    console.print(errors)
+    console.print(f"ECE of fact confidence: {summary['ece']}; facts by tier: {summary['tiers']}")
+    if "kvpi_zh" in summary:
+        console.print(f"KvPI zh: {json.dumps(summary['kvpi_zh'])}")
 
 
 def sentiment(
     ctx: typer.Context,
-    data_dir: Path = typer.Option(DEFAULT_DIR, help="../shared/data/sentiment"),
-    size: int = typer.Option(300, help="Rows per language (balanced, seeded)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    extractor: str = typer.Option("cascade", "--extractor", help="encoder, llm or cascade"),
+    size: int = typer.Option(300, help="Rows per language from the test split (balanced, seeded)"),
     seed: int = typer.Option(13, help="Sampling seed"),
     langs: str = typer.Option("zh,en,es", help="Comma-separated languages"),
-    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
-    out: Path | None = typer.Option(None, help="Write per-row results (JSONL) here"),
+    backend: str | None = typer.Option(None, help="LLM backend: llama_cpp (default), openai or transformers"),
+    out: Path | None = typer.Option(None, help="Write the summary (JSON) and per-row results (.rows.jsonl) here"),
 ) -> None:
-    """Document sentiment macro-F1 per language (zh waimai, en UCI, es TASS)."""
-    from engine.extract import make_extractor
+    """Document sentiment macro-F1 per language on the held-out test split (zh, en, es)."""
     from engine.privacy import get_redactor
 
     console = Console()
+    data = _data(ctx, data_dir)
     wanted = [lang.strip() for lang in langs.split(",") if lang.strip()]
-    missing = [str(data_dir / FILES[lang]) for lang in wanted if not (data_dir / FILES[lang]).exists()]
-    if missing:
-        console.print(
-            f"[red]sentiment data not found: {', '.join(missing)}[/red]; this eval reads "
-            "../shared/data/sentiment/ (see ../shared/data/README.md); pass --data-dir."
-        )
-        raise typer.Exit(2)
-    extractor = make_extractor(_llm(ctx, backend), model_cache=settings_of(ctx).model_cache)
+    tier = _extractor(ctx, extractor, backend)
     redactor = get_redactor()
-    summary: dict[str, Any] = {"seed": seed, "size_per_language": size, "backend": extractor.backend.name}
-    samples = {lang: balanced_sample(load_language(data_dir, lang), size, seed) for lang in wanted}
-    # Round-robin over languages, each row appended to the rows file as it finishes: a long run
-    # on shared cores can be read (and scored with score_rows_file) before it ends.
+    samples = {lang: balanced_sample(test_rows(data, lang), size, seed) for lang in wanted}
     order = [row for group in zip_longest(*samples.values()) for row in group if row is not None]
-    rows_path = out.with_suffix(".rows.jsonl") if out else None
-    if rows_path:
-        rows_path.parent.mkdir(parents=True, exist_ok=True)
-        rows_path.write_text("")
-    all_results: list[SentimentResult] = []
+    summary: dict[str, Any] = {"seed": seed, "size_per_language": size, "extractor": extractor, "split": "test"}
     with Progress(console=console) as progress:
-        task = progress.add_task(f"sentiment {','.join(wanted)} ({len(order)} rows)", total=len(order))
-        for row in order:
-            (result,) = run_sentiment([row], extractor, redactor)
-            all_results.append(result)
-            if rows_path:
-                with rows_path.open("a", encoding="utf-8") as handle:
-                    handle.write(result.model_dump_json() + "\n")
-            progress.advance(task)
+        task = progress.add_task(f"sentiment {','.join(wanted)} ({len(order)} rows, {extractor})", total=len(order))
+        results = run_sentiment(order, tier, redactor, lambda n=1: progress.advance(task, n))
     for lang in wanted:
-        summary[lang] = macro_f1([r for r in all_results if r.lang == lang])
-    table = Table(title=f"Document sentiment (seed={seed}, {size} per language)")
-    for col in ("lang", "n", "macro_f1", "accuracy", "f1 per label", "predicted", "s/doc"):
+        summary[lang] = macro_f1([r for r in results if r.lang == lang])
+    table = Table(title=f"Document sentiment, {extractor} (test split, seed={seed}, {size} per language)")
+    for col in ("lang", "n", "macro_f1", "accuracy", "f1 per label", "predicted", "s/doc", "LLM calls/doc"):
         table.add_column(col)
     for lang in wanted:
         s = summary[lang]
-        table.add_row(lang, str(s["n"]), str(s["macro_f1"]), str(s["accuracy"]),
-                      json.dumps(s["f1_per_label"]), json.dumps(s["predicted"]), str(s["seconds_per_doc"]))
+        table.add_row(lang, str(s["n"]), str(s["macro_f1"]), str(s["accuracy"]), json.dumps(s["f1_per_label"]),
+                      json.dumps(s["predicted"]), str(s["seconds_per_doc"]), str(s["llm_calls_per_doc"]))
     console.print(table)
     if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, ensure_ascii=False, indent=2))
+        with out.with_suffix(".rows.jsonl").open("w", encoding="utf-8") as handle:
+            for r in results:
+                handle.write(r.model_dump_json() + "\n")
 
 
 eval_app.command("linking")(linking)

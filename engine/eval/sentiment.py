@@ -1,9 +1,11 @@
-"""`persona eval sentiment`: macro-F1 of the document sentiment per language.
+"""`persona eval sentiment`: macro-F1 of the document sentiment per language, on the test split.
 
-Data (eval only, ../shared/data/sentiment/): zh_waimai_10k.jsonl (1 = positive, 0 = negative),
-en_uci_amazon_yelp.jsonl (label 1/0), es_tass2020_train.jsonl (P / N / NEU). A seeded sample,
-balanced over the gold labels, of ``size`` rows per language, through the same path as ingest:
-redaction, then one extractor call per text (facts and sentiment come from the same call).
+Data (eval only, ../shared/data/sentiment/, read by `engine.corpora.sentiment`): zh = waimai takeaway
++ online-shopping reviews (1 = positive, 0 = negative), en = UCI sentences (1/0), es = TASS 2020
+tweets (P / N / NEU). Rows are split by the hash rule of `engine/corpora/splits.py`; the encoder
+trained on train and was calibrated on dev, so only the test split is read here. A seeded sample,
+balanced over the gold labels, of ``size`` rows per language, goes through the same path as ingest:
+redaction, then the extractor (facts and sentiment come from the same call).
 
 Macro-F1 averages over the *gold* label set: zh and en are binary, so a "neutral" answer
 there costs recall of its true class but is not a class of its own; es has three classes.
@@ -11,7 +13,6 @@ there costs recall of its true class but is not a class of its own; es has three
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -20,20 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-DEFAULT_DIR = Path("../shared/data/sentiment")
-FILES: dict[str, str] = {
-    "zh": "zh_waimai_10k.jsonl",
-    "en": "en_uci_amazon_yelp.jsonl",
-    "es": "es_tass2020_train.jsonl",
-}
-_LABELS = {1: "positive", 0: "negative", "1": "positive", "0": "negative",
-           "P": "positive", "N": "negative", "NEU": "neutral"}
-
-
-class SentimentRow(BaseModel):
-    lang: str
-    text: str
-    gold: str
+from engine.corpora import SentimentRow, read_sentiment
 
 
 class SentimentResult(BaseModel):
@@ -50,17 +38,8 @@ class SentimentResult(BaseModel):
     error: str | None = None
 
 
-def load_language(data_dir: Path, lang: str) -> list[SentimentRow]:
-    rows = []
-    with (data_dir / FILES[lang]).open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            data = json.loads(line)
-            label = _LABELS.get(data["label"])
-            if label and data.get("text"):
-                rows.append(SentimentRow(lang=lang, text=data["text"], gold=label))
-    return rows
+def test_rows(data_dir: Path, lang: str) -> list[SentimentRow]:
+    return [r for r in read_sentiment(data_dir, lang) if r.split == "test"]
 
 
 def balanced_sample(rows: list[SentimentRow], size: int, seed: int) -> list[SentimentRow]:
@@ -106,23 +85,21 @@ def macro_f1(results: list[SentimentResult]) -> dict[str, Any]:
 def run_sentiment(
     rows: list[SentimentRow], extractor: Any, redactor: Any, progress: Any = None
 ) -> list[SentimentResult]:
-    out = []
-    for row in rows:
-        started = time.perf_counter()
-        redacted = redactor.redact(row.text, row.lang).text
-        res = extractor.extract(redacted, row.lang)
-        out.append(
-            SentimentResult(
-                lang=row.lang, text=row.text, gold=row.gold, predicted=res.sentiment.label,
-                confidence=res.sentiment.confidence, reason=res.sentiment.reason,
-                seconds=time.perf_counter() - started, llm_calls=res.llm_calls,
-                prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
-                error=res.error,
-            )
+    from engine.eval.extraction import extract_all
+
+    started = time.perf_counter()
+    texts = [redactor.redact(row.text, row.lang).text for row in rows]
+    results = extract_all(texts, [row.lang for row in rows], extractor, progress)
+    per_row = (time.perf_counter() - started) / max(len(rows), 1)
+    return [
+        SentimentResult(
+            lang=row.lang, text=row.text, gold=row.gold, predicted=res.sentiment.label,
+            confidence=res.sentiment.confidence, reason=res.sentiment.reason, seconds=per_row,
+            llm_calls=res.llm_calls, prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
+            error=res.error,
         )
-        if progress is not None:
-            progress()
-    return out
+        for row, res in zip(rows, results, strict=True)
+    ]
 
 
 def score_rows_file(path: Path) -> dict[str, Any]:

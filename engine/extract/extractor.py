@@ -27,6 +27,7 @@ from engine.extract.types import BackendError, Completion, ExtractionResult, LLM
 
 # Bump when post-processing changes what a cached result would contain.
 POSTPROCESS_VERSION = "3"
+TIER = "llm"
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?。！？\n])")
 _CJK = re.compile(r"[\u3000-\u9fff]")
 
@@ -111,7 +112,7 @@ class Extractor:
             facts.extend(window_facts)
             dropped.update(window_dropped)
             sentiments.append(self._sentiment(outcome))
-        result.facts = _dedupe_facts(facts, dropped)
+        result.facts = [f.model_copy(update={"tier": TIER}) for f in _dedupe_facts(facts, dropped)]
         result.dropped = dict(dropped)
         if sentiments:
             result.sentiment = _merge_sentiments(sentiments)

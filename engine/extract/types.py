@@ -69,3 +69,6 @@ class ExtractionResult(BaseModel):
     error: str | None = None
     notes: list[str] = Field(default_factory=list)
     backend: str = ""
+    # Facts the extractor proposed but is unsure of (below its threshold, above its noise floor):
+    # what a cascade asks the next tier about. Not written to the graph.
+    unsure: list[Fact] = Field(default_factory=list)

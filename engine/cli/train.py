@@ -1,0 +1,111 @@
+"""`persona train facts|sentiment`: fine-tune the encoder's task adaptation layers on ../shared/data
+and write the task weights (a few MB) plus a model card. Seeded; reads train and dev splits only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from engine.cli._util import EXIT_USAGE, console, fail, progress_bar, settings_of
+
+train_app = typer.Typer(help="Fine-tune the encoder tier (LoRA adapters + heads).", no_args_is_help=True)
+
+OUT_HELP = "Where to write <task>.safetensors / .json / .md (default: the weights shipped in the package)"
+
+
+def _prepare(ctx: typer.Context, data_dir: Path | None, top_layers: int, rank: int, seed: int):
+    import torch
+
+    from engine.extract.encoder import AdapterShape, load_base
+    from engine.train.tasks import new_model
+
+    settings = settings_of(ctx)
+    data = data_dir or settings.data.root
+    if not data.is_dir():
+        fail(f"training data not found at {data}: it lives in ../shared/data (see its README); pass --data-dir",
+             EXIT_USAGE)
+    torch.manual_seed(seed)
+    base = load_base(settings.model_cache)
+    return data, base, new_model(base.model, AdapterShape(top_layers=top_layers, rank=rank))
+
+
+def _report(report, out: Path) -> None:
+    from engine.train.card import write_card
+
+    card = write_card(out, report)
+    table = Table(title=f"train {report.task}")
+    for col in ("epoch", "train loss", "dev", "seconds"):
+        table.add_column(col)
+    for e in report.result.history:
+        table.add_row(str(e.epoch), f"{e.train_loss:.4f}", json.dumps(e.dev), str(e.seconds))
+    console.print(table)
+    console.print(f"best epoch {report.result.best_epoch}; dev after calibration: {json.dumps(report.dev)}")
+    console.print(f"wrote {out / (report.task + '.safetensors')} and the model card {card}")
+
+
+def _bar_progress(bar, task_id):
+    def progress(done: int, total: int, what: str) -> None:
+        bar.update(task_id, completed=done, total=total, description=what)
+
+    return progress
+
+
+@train_app.command("facts")
+def facts(
+    ctx: typer.Context,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
+    epochs: int = typer.Option(4, min=1), batch_size: int = typer.Option(32, min=1),
+    lr: float = typer.Option(5e-4), seed: int = typer.Option(13),
+    top_layers: int = typer.Option(4, min=1, max=12, help="Encoder layers adapted (the rest is a shared trunk)"),
+    rank: int = typer.Option(8, min=1, help="LoRA rank"),
+    templates: int = typer.Option(60, min=0, help="Template sentences per template over KB vocabulary (0: none)"),
+    max_train: int | None = typer.Option(None, help="Use at most this many PersonaExt training sentences"),
+) -> None:
+    """Facts as token tagging on PersonaExt's train split (+ templates), threshold and calibration on dev."""
+    import linkers
+    from engine.extract.encoder.weights import PACKAGED
+    from engine.train.loop import TrainConfig
+    from engine.train.synthetic import template_examples
+    from engine.train.tasks import train_facts
+
+    data, base, model = _prepare(ctx, data_dir, top_layers, rank, seed)
+    extra = template_examples(linkers.get_kb(), per_template=templates, seed=seed) if templates else []
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    target = out or PACKAGED
+    with progress_bar() as bar:
+        task_id = bar.add_task("training facts", total=None)
+        report = train_facts(model, base.tokenizer, data, target, config, extra_examples=extra, max_train=max_train,
+                             progress=_bar_progress(bar, task_id), base_sha256=base.sha256)
+    _report(report, target)
+
+
+@train_app.command("sentiment")
+def sentiment(
+    ctx: typer.Context,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
+    epochs: int = typer.Option(3, min=1), batch_size: int = typer.Option(32, min=1),
+    lr: float = typer.Option(5e-4), seed: int = typer.Option(13),
+    top_layers: int = typer.Option(4, min=1, max=12), rank: int = typer.Option(8, min=1),
+    per_language: int = typer.Option(6000, min=10, help="Training rows per language (balanced)"),
+    langs: str = typer.Option("zh,en,es", help="Comma-separated languages"),
+) -> None:
+    """Document sentiment on the zh / en / es train splits, temperature calibration on dev."""
+    from engine.extract.encoder.weights import PACKAGED
+    from engine.train.loop import TrainConfig
+    from engine.train.tasks import train_sentiment
+
+    data, base, model = _prepare(ctx, data_dir, top_layers, rank, seed)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    target = out or PACKAGED
+    with progress_bar() as bar:
+        task_id = bar.add_task("training sentiment", total=None)
+        report = train_sentiment(model, base.tokenizer, data, target, config,
+                                 langs=[x.strip() for x in langs.split(",") if x.strip()],
+                                 per_language=per_language, progress=_bar_progress(bar, task_id),
+                                 base_sha256=base.sha256)
+    _report(report, target)

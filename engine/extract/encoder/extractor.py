@@ -1,0 +1,117 @@
+"""The encoder tier: facts by token tagging and document sentiment from the fine-tuned multilingual
+encoder, batched, with calibrated confidences. The same interface as the LLM `Extractor`
+(`extract(text, lang)`, `version`), plus `extract_batch` for many documents at once."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.contracts import DocumentSentiment, Fact
+from engine.extract.alerts import AlertMatcher, get_alert_matcher
+from engine.extract.encoder.runner import Window, run_tasks, windows
+from engine.extract.encoder.tagging import TaggedSpan, decode_spans
+from engine.extract.encoder.tasks import SENTIMENT_LABELS, EncoderTasks
+from engine.extract.encoder.weights import TaskMeta
+from engine.extract.extractor import POSTPROCESS_VERSION
+from engine.extract.postprocess import ModelAnswer, ModelFact, ground_facts
+from engine.extract.types import ExtractionResult
+
+TIER = "encoder"
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class EncoderExtractor:
+    name = TIER
+
+    def __init__(
+        self, model: EncoderTasks, tokenizer: Any, metas: dict[str, TaskMeta], *, allow_sensitive: bool = False,
+        alerts: AlertMatcher | None = None, batch_size: int = 64, pad_id: int = 1,
+    ) -> None:
+        self.model, self.tokenizer, self.metas = model, tokenizer, metas
+        self.allow_sensitive = allow_sensitive
+        self.alerts = alerts or get_alert_matcher(None)
+        self.batch_size, self.pad_id = batch_size, pad_id
+
+    @property
+    def min_confidence(self) -> float:
+        return self.metas["facts"].thresholds.get("min_confidence", 0.5)
+
+    @property
+    def unsure_from(self) -> float:
+        return min(self.metas["facts"].thresholds.get("unsure_from", 0.2), self.min_confidence)
+
+    @property
+    def version(self) -> str:
+        digest = hashlib.sha256(POSTPROCESS_VERSION.encode())
+        for task in sorted(self.metas):
+            digest.update(self.metas[task].model_dump_json().encode())
+        digest.update(str(self.allow_sensitive).encode())
+        return "enc-" + digest.hexdigest()[:14]
+
+    def extract(self, text: str, lang: str = "en") -> ExtractionResult:
+        return self.extract_batch([text], [lang])[0]
+
+    def extract_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[ExtractionResult]:
+        started = time.perf_counter()
+        parts = windows(texts)
+        out = run_tasks(self.model, self.tokenizer, [w.text for w in parts], ("facts", "sentiment"),
+                        batch_size=self.batch_size, pad_id=self.pad_id)
+        per_doc: list[list[int]] = [[] for _ in texts]
+        for k, w in enumerate(parts):
+            per_doc[w.doc].append(k)
+        results = []
+        for doc, text in enumerate(texts):
+            result = ExtractionResult(backend=TIER)
+            if not text.strip():
+                result.notes.append("empty text: nothing to extract")
+            else:
+                spans = [s for k in per_doc[doc] for s in self._spans(parts[k], out, k)]
+                facts, dropped = self.facts_from_spans(text, langs[doc], spans)
+                result.facts = [f for f in facts if f.confidence >= self.min_confidence]
+                result.unsure = [f for f in facts if f.confidence < self.min_confidence]
+                dropped["low_confidence"] += len(result.unsure)
+                result.dropped = {k: v for k, v in dropped.items() if v}
+                result.sentiment = self._sentiment([out.sentiment[k] for k in per_doc[doc]],
+                                                   [len(parts[k].text) for k in per_doc[doc]])
+            result.sentiment.alerts = self.alerts.match(text)
+            results.append(result)
+        elapsed = (time.perf_counter() - started) / max(len(texts), 1)
+        for r in results:
+            r.seconds = round(elapsed, 5)
+        return results
+
+    def _spans(self, window: Window, out: Any, k: int) -> list[TaggedSpan]:
+        spans = decode_spans(window.text, out.encoded[k].offsets, out.facts[k])
+        return [s.model_copy(update={"start": s.start + window.start, "end": s.end + window.start}) for s in spans]
+
+    def facts_from_spans(self, text: str, lang: str, spans: Sequence[TaggedSpan]) -> tuple[list[Fact], Counter[str]]:
+        """The same grounding as the LLM tier (span in text, about the author, literal values,
+        sensitive refusal), with calibrated confidences; facts down to the unsure floor."""
+        meta = self.metas["facts"]
+        answer = ModelAnswer(facts=[ModelFact(predicate=s.predicate, object=s.text) for s in spans],
+                             sentiment="neutral")
+        facts, dropped = ground_facts(
+            answer, text, lang, allow_sensitive=self.allow_sensitive,
+            confidences=[meta.calibration.apply(s.confidence) for s in spans], min_confidence=self.unsure_from,
+        )
+        for f in facts:
+            f.tier = TIER
+        return facts, dropped
+
+    def _sentiment(self, logits: list[np.ndarray], weights: list[int]) -> DocumentSentiment:
+        temperature = self.metas["sentiment"].calibration.temperature
+        probs = np.average(np.stack([softmax(x, temperature) for x in logits]), axis=0, weights=weights)
+        best = int(probs.argmax())
+        return DocumentSentiment(label=SENTIMENT_LABELS[best], confidence=round(float(probs[best]), 4))

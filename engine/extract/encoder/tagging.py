@@ -1,0 +1,100 @@
+"""Persona facts as token tagging: BIO tags over the predicates the tagger learns.
+
+A fact is an object span with its predicate ("i love [jazz]LIKES", "我是一名[护士]WORKS_AS"). Gold
+spans are character spans; the tokenizer's offsets turn them into sub-word tags and back, so the
+scheme works without word boundaries (Chinese) and the object is always text as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+# The predicates the tagger learns, in a fixed order (the head's output layout depends on it).
+TAGGED_PREDICATES: tuple[str, ...] = (
+    "LIKES", "DISLIKES", "HAS_PET", "OWNS", "LIVES_IN", "WORKS_AT", "WORKS_AS", "WANTS",
+    "STUDIES_AT", "HAS_FAMILY", "MARITAL_STATUS", "DIET", "GENDER",
+)
+TAGS: tuple[str, ...] = ("O", *(f"{p}-{bi}" for p in TAGGED_PREDICATES for bi in ("B", "I")))
+TAG_ID = {t: i for i, t in enumerate(TAGS)}
+IGNORE = -100  # special tokens: no loss
+
+
+class Span(BaseModel):
+    start: int
+    end: int
+    predicate: str
+
+
+class TaggedSpan(Span):
+    text: str
+    confidence: float  # raw: the least sure of the span's tag probabilities (calibrated later)
+
+
+def b_tag(predicate: str) -> int:
+    return TAG_ID[f"{predicate}-B"]
+
+
+def i_tag(predicate: str) -> int:
+    return TAG_ID[f"{predicate}-I"]
+
+
+def encode_tags(offsets: Sequence[tuple[int, int]], spans: Sequence[Span]) -> list[int]:
+    """Tag per sub-word token: B on the first token that overlaps a span, I on the rest of it, O
+    outside; special tokens (empty offsets) are ignored by the loss."""
+    tags: list[int] = []
+    previous: int | None = None
+    for start, end in offsets:
+        if start == end:
+            tags.append(IGNORE)
+            continue
+        hit = next((k for k, s in enumerate(spans) if start < s.end and end > s.start), None)
+        if hit is None:
+            tags.append(TAG_ID["O"])
+        else:
+            pred = spans[hit].predicate
+            tags.append(i_tag(pred) if hit == previous else b_tag(pred))
+        previous = hit
+    return tags
+
+
+def decode_spans(
+    text: str, offsets: Sequence[tuple[int, int]], probs: Sequence[Sequence[float]]
+) -> list[TaggedSpan]:
+    """Spans from per-token tag probabilities (argmax, then BIO repair: an I without a B starts a span).
+
+    A span's confidence is the smallest probability of the tags that make it up, so one unsure token
+    makes the whole fact unsure.
+    """
+    spans: list[TaggedSpan] = []
+    current: dict | None = None
+    for (start, end), row in zip(offsets, probs, strict=True):
+        if start == end:
+            continue
+        best = max(range(len(row)), key=row.__getitem__)
+        tag = TAGS[best]
+        if tag == "O":
+            current = _close(text, current, spans)
+            continue
+        pred, bi = tag.rsplit("-", 1)
+        if current is not None and current["predicate"] == pred and bi == "I":
+            current["end"], current["conf"] = end, min(current["conf"], row[best])
+            continue
+        _close(text, current, spans)
+        current = {"start": start, "end": end, "predicate": pred, "conf": row[best]}
+    _close(text, current, spans)
+    return spans
+
+
+def _close(text: str, current: dict | None, spans: list[TaggedSpan]) -> None:
+    if current is None:
+        return None
+    start, end = current["start"], current["end"]
+    while start < end and text[start].isspace():
+        start += 1
+    surface = text[start:end].strip()
+    if surface:
+        spans.append(TaggedSpan(start=start, end=start + len(surface), predicate=current["predicate"],
+                                text=surface, confidence=float(current["conf"])))
+    return None

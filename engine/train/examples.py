@@ -1,0 +1,73 @@
+"""Training and evaluation examples for the encoder's tasks, built from the shared corpora."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from engine.corpora import RELATION_MAP, Split, read_personaext, read_sentiment
+from engine.extract.encoder.tagging import TAGGED_PREDICATES, Span
+from engine.extract.encoder.tasks import SENTIMENT_LABELS
+
+# employed_by_general objects are workplaces ("army", "bookstore"), not occupations
+TRAIN_PREDICATE = {"employed_by_general": "WORKS_AT"}
+
+
+class FactExample(BaseModel):
+    text: str
+    lang: str
+    split: Split
+    spans: list[Span] = Field(default_factory=list)
+    source: str = "personaext"
+
+
+class SentimentExample(BaseModel):
+    text: str
+    lang: str
+    split: Split
+    label: int  # index into SENTIMENT_LABELS
+    source: str
+
+
+def personaext_examples(data_dir: Path) -> list[FactExample]:
+    """One example per sentence; relations outside the schema give sentences without a fact."""
+    out = []
+    for row in read_personaext(data_dir):
+        predicates = RELATION_MAP.get(row.relation)
+        spans = []
+        if predicates:
+            predicate = TRAIN_PREDICATE.get(row.relation, predicates[0])
+            if predicate in TAGGED_PREDICATES:
+                start, end = row.object_span()
+                spans.append(Span(start=start, end=end, predicate=predicate))
+        out.append(FactExample(text=row.sentence, lang="en", split=row.split, spans=spans))
+    return out
+
+
+def sentiment_examples(
+    data_dir: Path, langs: Iterable[str], *, per_language: int, seed: int
+) -> list[SentimentExample]:
+    """Labelled rows per language: all of dev and test, at most `per_language` training rows
+    (balanced over labels, seeded) so one big corpus does not drown the others."""
+    out: list[SentimentExample] = []
+    rng = random.Random(seed)  # noqa: S311 - seeded sampling, not crypto
+    for lang in langs:
+        rows = list(read_sentiment(data_dir, lang))
+        train = [r for r in rows if r.split == "train"]
+        rng.shuffle(train)
+        by_label: dict[str, list] = {}
+        for r in train:
+            by_label.setdefault(r.gold, []).append(r)
+        quota = per_language // max(len(by_label), 1)
+        kept = [r for label in sorted(by_label) for r in by_label[label][:quota]]
+        kept += [r for r in rows if r.split != "train"]
+        out += [SentimentExample(text=r.text, lang=lang, split=r.split, label=SENTIMENT_LABELS.index(r.gold),
+                                 source=r.source) for r in kept]
+    return out
+
+
+def split(examples: Iterable, name: Split) -> list:
+    return [e for e in examples if e.split == name]

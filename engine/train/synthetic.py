@@ -1,0 +1,76 @@
+"""Template sentences over the knowledge base's everyday vocabulary, for what PersonaExt lacks.
+
+PersonaExt is English and has no occupations (WORKS_AS) and few places per language. Templates in
+en / zh / es over KB labels of the matching domain (occupations, places, foods, sports, animals,
+music) add those facts, plus sentences about *other* people that must yield nothing. Entities are
+split by the same hash rule as the corpora and only the train half is used, so the dev split
+measures the tagger on words it never saw in a template.
+"""
+
+from __future__ import annotations
+
+import random
+
+from engine.corpora import split_of
+from engine.extract.encoder.tagging import Span
+from engine.train.examples import FactExample
+
+# (predicate, KB domain, lang) → templates; "{x}" is the object. Predicate None: a sentence about
+# someone else, tagged with no fact.
+TEMPLATES: dict[tuple[str | None, str, str], tuple[str, ...]] = {
+    ("WORKS_AS", "occupation", "en"): ("i work as a {x}", "i am a {x} by trade", "i've been a {x} for ten years",
+                                       "my job? i'm a {x}"),
+    ("WORKS_AS", "occupation", "zh"): ("我是一名{x}", "我的工作是{x}", "我当{x}已经五年了", "我在医院做{x}"),
+    ("WORKS_AS", "occupation", "es"): ("trabajo como {x}", "soy {x} desde hace años", "mi trabajo es de {x}"),
+    ("LIVES_IN", "place", "zh"): ("我住在{x}", "我在{x}生活了很多年", "我家在{x}"),
+    ("LIVES_IN", "place", "es"): ("vivo en {x}", "llevo años viviendo en {x}", "mi casa está en {x}"),
+    ("LIVES_IN", "place", "en"): ("i live in {x}", "we moved to {x} last year and love it here"),
+    ("LIKES", "food", "zh"): ("我最喜欢吃{x}", "我爱吃{x}"),
+    ("LIKES", "food", "es"): ("me encanta {x}", "me gusta mucho {x}"),
+    ("LIKES", "sport", "zh"): ("我喜欢{x}", "周末我常去{x}"),
+    ("LIKES", "sport", "es"): ("me encanta el {x}", "me gusta jugar al {x}"),
+    ("LIKES", "music", "zh"): ("我超爱{x}",),
+    ("LIKES", "music", "es"): ("me encanta la música {x}",),
+    ("DISLIKES", "food", "zh"): ("我讨厌{x}", "我不吃{x}"),
+    ("DISLIKES", "food", "es"): ("odio {x}", "no me gusta nada {x}"),
+    ("HAS_PET", "animal", "zh"): ("我养了一只{x}", "我家有一只{x}"),
+    ("HAS_PET", "animal", "es"): ("tengo un {x} en casa", "mi {x} se llama Toby"),
+    (None, "occupation", "en"): ("my sister works as a {x}", "my dad is a {x}"),
+    (None, "occupation", "zh"): ("我妈妈是一名{x}", "他是{x}"),
+    (None, "occupation", "es"): ("mi hermano trabaja como {x}",),
+    (None, "food", "en"): ("my wife loves {x}",),
+    (None, "food", "zh"): ("我朋友喜欢吃{x}",),
+    (None, "place", "es"): ("mi madre vive en {x}",),
+}
+
+
+def _vocabulary(kb, domain: str, lang: str, limit: int, rng: random.Random) -> list[str]:
+    from linkers.kb import DOMAINS
+
+    bit = 1 << DOMAINS.index(domain)
+    labels = getattr(kb, f"label_{lang}")
+    found = [
+        (kb.prior[i], labels[i] if lang == "zh" else labels[i].lower())
+        for i in range(len(kb))
+        if kb.domains[i] & bit and labels[i] and 1 < len(labels[i]) <= 24 and split_of(kb.qids[i]) == "train"
+    ]
+    # the better-known half of the domain: everyday words, not rare taxa or titles
+    found.sort(key=lambda pw: -pw[0])
+    words = [w for _, w in found[: limit * 3]]
+    rng.shuffle(words)
+    return words[:limit]
+
+
+def template_examples(kb, *, per_template: int, seed: int) -> list[FactExample]:
+    """Synthetic training examples (split "train" only) from the KB's labelled everyday entities."""
+    rng = random.Random(seed)  # noqa: S311 - seeded sampling, not crypto
+    out = []
+    for (predicate, domain, lang), templates in TEMPLATES.items():
+        words = _vocabulary(kb, domain, lang, per_template * len(templates), rng)
+        for k, word in enumerate(words):
+            template = templates[k % len(templates)]
+            text = template.replace("{x}", word)
+            start = template.index("{x}")
+            spans = [Span(start=start, end=start + len(word), predicate=predicate)] if predicate else []
+            out.append(FactExample(text=text, lang=lang, split="train", spans=spans, source="template"))
+    return out
