@@ -205,8 +205,9 @@ def rank(
     found = gather(kb, mention, key, lang, pred.name if pred else None, upper=upper)
     preferred = preferred_domains(pred.name if pred else None, nil_type)
     scored: list[Scored] = []
-    named = any(how == "exact" and own_label(kb, i, key, lang) for i, (_, how) in found.items())
-    for i, (match, how) in sorted(found.items(), key=lambda kv: -kv[1][0] - kb.prior[kv[0]])[:MAX_CANDIDATES]:
+    top = sorted(found.items(), key=lambda kv: -kv[1][0] - kb.prior[kv[0]])[:MAX_CANDIDATES]
+    named = len(top) > 1 and any(how == "exact" and own_label(kb, i, key, lang) for i, (_, how) in top)
+    for i, (match, how) in top:
         if named_by_head(kb, i, key, lang) and named:
             # "engineer" is engineer's own label and only an alias of audio engineer: a compound
             # whose head word is the mention is the narrower concept when the plain one is here.
