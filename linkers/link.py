@@ -133,7 +133,7 @@ def gather(
     plural, verb dropped; a little weaker), then fuzzy on the written form if nothing matched."""
     found = find_candidates(kb, key, lang, upper=upper)
     if lang or not found:
-        for form in variants(mention, lang, predicate):
+        for form in variants(mention, lang, predicate, bare_plurals=not found):
             vkey = surface_key(form)
             if not vkey or vkey == key:
                 continue

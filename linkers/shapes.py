@@ -71,8 +71,9 @@ def _es_plural_fold(text: str) -> str:
     return f"{es_singular(first)} {rest}" if rest else es_singular(first)
 
 
-def variants(mention: str, lang: str | None, predicate: str | None) -> list[str]:
-    """Reduced forms of the mention (no duplicates, not the mention itself), best first."""
+def variants(mention: str, lang: str | None, predicate: str | None, *, bare_plurals: bool = True) -> list[str]:
+    """Reduced forms of the mention (no duplicates, not the mention itself), best first.
+    `bare_plurals=False` leaves out the Spanish singular of a mention that had nothing stripped."""
     text = mention.strip()
     lowered = text.casefold()
     out: list[str] = []
@@ -104,7 +105,10 @@ def variants(mention: str, lang: str | None, predicate: str | None) -> list[str]
         art = _ES_ARTICLE.sub("", base)
         if art != base:
             add(art)
-        add(_es_plural_fold(art))
+        if art != lowered or bare_plurals:
+            # A bare word's English-style plural is folded by the KB lookup already; Spanish
+            # "-es" plurals (flores, canciones) only when the written form found nothing.
+            add(_es_plural_fold(art))
     if lang in ("en", ""):
         base = lowered
         if activity:
@@ -112,5 +116,7 @@ def variants(mention: str, lang: str | None, predicate: str | None) -> list[str]
             if obj != base:
                 add(obj)
                 base = obj
-        add(_EN_ARTICLE.sub("", base))
+        art = _EN_ARTICLE.sub("", base)
+        if art != base:
+            add(art)
     return out
