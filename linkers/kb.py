@@ -50,6 +50,14 @@ DOMAINS = (
     "person",
     "music",
     "taxon",
+    # Everyday persona domains (appended: earlier bits keep their meaning).
+    "drink",
+    "hobby",
+    "instrument",
+    "vehicle",
+    "device",
+    "brand",
+    "family",
 )
 
 

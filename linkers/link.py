@@ -17,7 +17,8 @@ from graph_schema import get_predicate
 from linkers.context import cued_domains, overlap, words
 from linkers.draft import fold_key
 from linkers.kb import ACRONYM_BIT, LABEL_BIT, LANG_BITS, TRUSTED_ISA, KnowledgeBase
-from linkers.normalise import MAX_KEY_CHARS, nil_key, surface_key
+from linkers.normalise import MAX_KEY_CHARS, has_cjk, nil_key, surface_key
+from linkers.shapes import variants
 from linkers.types import ContextEdge, LinkedEntity
 
 # Mentions longer than this are not names (Fact.object is capped at 200 characters): NIL.
@@ -32,15 +33,32 @@ MAX_EDGES_PER_ENTITY = 400
 
 # Soft preferences: which coarse domains a predicate's objects usually fall in (by nil_type).
 # Hard constraints come from graph_schema range_classes; these only re-rank.
+# Everyday objects of likes, dislikes and wishes: what a persona is made of.
+EVERYDAY = frozenset(
+    {"food", "drink", "sport", "hobby", "music", "instrument", "product", "brand", "animal", "vehicle", "device"}
+)
 PREFERRED_DOMAINS: dict[str, frozenset[str]] = {
-    "product": frozenset({"product", "organisation"}),
+    "product": frozenset({"product", "organisation", "brand", "vehicle", "device"}),
     "place": frozenset({"place"}),
     "occupation": frozenset({"occupation"}),
     "organisation": frozenset({"organisation"}),
     "animal": frozenset({"animal"}),
     "language": frozenset({"language"}),
 }
+# By predicate name, for predicates whose nil_type says nothing ("thing").
+PREDICATE_DOMAINS: dict[str, frozenset[str]] = {
+    "LIKES": EVERYDAY,
+    "DISLIKES": EVERYDAY,
+    "WANTS": EVERYDAY | {"place"},
+}
 WEIGHTS = {"match": 0.40, "prior": 0.25, "predicate": 0.15, "context": 0.20}
+# A candidate with neither a description nor a Wikidata type is a bare alias stub (a label some
+# input attached to a QID): its popularity counts for less than a described, typed entity's.
+STUB_PRIOR_FACTOR = 0.75
+# A hit through a reduced mention shape (article, classifier, verb dropped) is slightly weaker
+# than a hit on the mention as written.
+SHAPE_FACTOR = 0.96
+HEAD_WORD_PENALTY = 0.06
 
 
 class InvalidMentionError(ValueError):
@@ -54,6 +72,7 @@ class Scored:
     match: float
     how: str
     range_ok: bool = True
+    reason: str = ""  # why it may not win (range, fuzzy outside the predicate's domains)
 
 
 def _lang_bit(lang: str | None) -> int:
@@ -82,13 +101,49 @@ def find_candidates(
         fk = fold_key(key)
         add(kb.exact(fk), 0.86, "folded")
         add(kb.folded(fk), 0.84, "folded")
-    if not out and len(key) >= FUZZY_MIN_CHARS:
-        bucket = kb.fuzzy_bucket(key[0])
-        for alias, ratio, _ in process.extract(
-            key, bucket, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=5
-        ):
-            add(kb.exact(alias), 0.80 * ratio / 100.0, "fuzzy")
     return out
+
+
+def fuzzy_candidates(kb: KnowledgeBase, key: str, lang: str | None) -> dict[int, tuple[float, str]]:
+    """Near spellings, only within the mention's script and language (a Spanish word is not a
+    misspelt English place name): alias keys of the same script whose postings carry the
+    mention's language bit (or no language), above the similarity floor."""
+    out: dict[int, tuple[float, str]] = {}
+    if len(key) < FUZZY_MIN_CHARS:
+        return out
+    bit = _lang_bit(lang)
+    cjk = has_cjk(key)
+    bucket = kb.fuzzy_bucket(key[0])
+    for alias, ratio, _ in process.extract(key, bucket, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=5):
+        if has_cjk(alias) != cjk:
+            continue
+        for p in kb.exact(alias):
+            if bit and not p.flags & (bit | LANG_BITS["und"]):
+                continue
+            q = 0.80 * ratio / 100.0
+            if q > out.get(p.entity, (0.0, ""))[0]:
+                out[p.entity] = (q, "fuzzy")
+    return out
+
+
+def gather(
+    kb: KnowledgeBase, mention: str, key: str, lang: str | None, predicate: str | None, *, upper: bool
+) -> dict[int, tuple[float, str]]:
+    """Exact/folded hits on the mention as written, then on its reduced shapes (classifier, article,
+    plural, verb dropped; a little weaker), then fuzzy on the written form if nothing matched."""
+    found = find_candidates(kb, key, lang, upper=upper)
+    if lang or not found:
+        for form in variants(mention, lang, predicate, bare_plurals=not found):
+            vkey = surface_key(form)
+            if not vkey or vkey == key:
+                continue
+            for i, (q, how) in find_candidates(kb, vkey, lang).items():
+                q *= SHAPE_FACTOR
+                if q > found.get(i, (0.0, ""))[0]:
+                    found[i] = (q, f"shape:{how}")
+    if not found:
+        found = fuzzy_candidates(kb, key, lang)
+    return found
 
 
 def _in_range(kb: KnowledgeBase, i: int, classes: tuple[str, ...]) -> bool:
@@ -147,33 +202,82 @@ def rank(
         raise InvalidMentionError(f"mention {mention[:40]!r} has no letters or digits to link")
     letters = [c for c in mention if c.isalpha()]
     upper = len(letters) >= 2 and all(c.isupper() for c in letters)
-    found = find_candidates(kb, key, lang, upper=upper)
-    preferred = PREFERRED_DOMAINS.get(nil_type, frozenset())
+    found = gather(kb, mention, key, lang, pred.name if pred else None, upper=upper)
+    preferred = preferred_domains(pred.name if pred else None, nil_type)
     scored: list[Scored] = []
-    for i, (match, how) in sorted(found.items(), key=lambda kv: -kv[1][0] - kb.prior[kv[0]])[:MAX_CANDIDATES]:
+    top = sorted(found.items(), key=lambda kv: -kv[1][0] - kb.prior[kv[0]])[:MAX_CANDIDATES]
+    named = len(top) > 1 and any(how == "exact" and own_label(kb, i, key, lang) for i, (_, how) in top)
+    for i, (match, how) in top:
+        if named_by_head(kb, i, key, lang) and named:
+            # "engineer" is engineer's own label and only an alias of audio engineer: a compound
+            # whose head word is the mention is the narrower concept when the plain one is here.
+            match -= HEAD_WORD_PENALTY
+        domains = set(kb.domain_names(i))
         pref = 0.5
         if preferred:
-            pref = 1.0 if preferred & set(kb.domain_names(i)) else 0.0
+            pref = 1.0 if preferred & domains else 0.0
         score = (
             WEIGHTS["match"] * match
-            + WEIGHTS["prior"] * kb.prior[i]
+            + WEIGHTS["prior"] * effective_prior(kb, i)
             + WEIGHTS["predicate"] * pref
             + WEIGHTS["context"] * _context_score(kb, i, context, mention)
         )
-        ok = not pred or not pred.range_classes or _in_range(kb, i, pred.range_classes)
-        scored.append(Scored(i, round(score, 4), match, how, ok))
+        reason = ""
+        if pred and pred.range_classes and not _in_range(kb, i, pred.range_classes):
+            reason = f"outside the range of {pred.name} ({', '.join(pred.range_classes[:4])}…)"
+        elif how == "fuzzy" and preferred and not preferred & domains:
+            reason = f"near spelling outside the domains {pred.name if pred else nil_type} expects"
+        scored.append(Scored(i, round(score, 4), match, how, not reason, reason))
     scored.sort(key=lambda s: (not s.range_ok, -s.score))
     return scored, key, nil_type
 
 
-def _alternative(kb: KnowledgeBase, s: Scored) -> dict[str, object]:
-    return {
+def own_label(kb: KnowledgeBase, i: int, key: str, lang: str | None) -> bool:
+    code = (lang or "").split("-")[0].lower()
+    columns = {"en": (kb.label_en,), "zh": (kb.label_zh,), "es": (kb.label_es,)}.get(
+        code, (kb.label_en, kb.label_zh, kb.label_es)
+    )
+    return any(col[i] and surface_key(col[i]) == key for col in columns)
+
+
+def named_by_head(kb: KnowledgeBase, i: int, key: str, lang: str | None) -> bool:
+    """The entity's label in the mention's language is a compound ending in the mention."""
+    code = (lang or "en").split("-")[0].lower()
+    label = {"en": kb.label_en, "es": kb.label_es}.get(code)
+    if label is None or not label[i]:
+        return False
+    lk = surface_key(label[i])
+    return lk != key and lk.endswith(" " + key)
+
+
+def preferred_domains(predicate: str | None, nil_type: str) -> frozenset[str]:
+    if predicate and predicate in PREDICATE_DOMAINS:
+        return PREDICATE_DOMAINS[predicate]
+    return PREFERRED_DOMAINS.get(nil_type, frozenset())
+
+
+def is_stub(kb: KnowledgeBase, i: int) -> bool:
+    """No description and no Wikidata/curated type: a bare alias some input attached to a QID."""
+    if kb.description[i]:
+        return False
+    return not any(src in ("wikidata", "curated") for _, src in kb.edges("p31", i))
+
+
+def effective_prior(kb: KnowledgeBase, i: int) -> float:
+    return kb.prior[i] * (STUB_PRIOR_FACTOR if is_stub(kb, i) else 1.0)
+
+
+def _alternative(kb: KnowledgeBase, s: Scored, why: str = "") -> dict[str, object]:
+    out: dict[str, object] = {
         "qid": kb.qids[s.entity],
         "label": kb.label_en[s.entity] or kb.label_zh[s.entity] or kb.label_es[s.entity],
         "score": s.score,
         "match": s.how,
         "range_ok": s.range_ok,
     }
+    if why or s.reason:
+        out["rejected"] = s.reason or why
+    return out
 
 
 def entity_of(kb: KnowledgeBase, i: int, score: float, alternatives: list[dict[str, object]]) -> LinkedEntity:
@@ -205,9 +309,13 @@ def link(
         # Too long to be a name: NIL on a bounded key so repeated junk still merges.
         return LinkedEntity(key=nil_key(mention[: MAX_KEY_CHARS * 2], nil_type), score=0.0)
     scored, key, nil_type = rank(kb, mention, predicate=predicate, lang=lang, context=context)
-    alternatives = [_alternative(kb, s) for s in scored[:6]]
     best = scored[0] if scored else None
     if best is None or not best.range_ok or best.score < NIL_THRESHOLD:
+        # NIL: every candidate is listed with the reason it lost (a NIL key merges later; a wrong
+        # QID would put the user in the wrong audience).
+        alternatives = [
+            _alternative(kb, s, f"score {s.score:.3f} below the NIL threshold {NIL_THRESHOLD}") for s in scored[:6]
+        ]
         return LinkedEntity(
             key=nil_key(mention, nil_type),
             label_en=mention.strip() if lang in (None, "en") else None,
@@ -216,7 +324,8 @@ def link(
             score=round(1.0 - best.score, 4) if best and best.range_ok else 1.0,
             alternatives=alternatives[:5],
         )
-    return entity_of(kb, best.entity, best.score, alternatives[1:])
+    alternatives = [_alternative(kb, s, f"lower score than {kb.qids[best.entity]}") for s in scored[1:6]]
+    return entity_of(kb, best.entity, best.score, alternatives)
 
 
 def describe(kb: KnowledgeBase, qid: str) -> LinkedEntity | None:

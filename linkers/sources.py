@@ -271,6 +271,18 @@ def read_curated(kb: KBDraft, directory: Path = CURATED_DIR) -> int:
         for row in _tsv(excl):
             kb.drop_edges(row["child"], [row["parent"]], set(row["sources"].split(",")))
             n += 1
+    vocab = directory / "vocabulary.tsv"
+    if vocab.exists():
+        # Everyday concepts (and spellings) the shared inputs lack: "label" rows set the display
+        # label, "alias" rows only add a name the linker can reach the concept by.
+        for row in _tsv(vocab):
+            if row["kind"] == "label":
+                kb.label(row["qid"], row["lang"], row["name"], 0, "curated")
+            else:
+                kb.alias(row["qid"], row["lang"], row["name"], "curated")
+            if row.get("description"):
+                kb.describe(row["qid"], row["description"], 0)
+            n += 1
     labels = directory / "labels.tsv"
     if labels.exists():
         for row in _tsv(labels):

@@ -32,12 +32,21 @@ def linking(
     data_dir: Path = typer.Option(
         None, "--data-dir", help="entity_linking folder (default ../shared/data/entity_linking)"
     ),
+    vocab_half: str = typer.Option(
+        "heldout", "--vocab-half", help="persona-vocabulary rows to score: heldout (default) | tune | all"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
-    """Entity linking: KB coverage, in-KB accuracy, NIL precision/recall per file, multilingual check."""
+    """Entity linking: KB coverage, in-KB accuracy, NIL precision/recall per file, multilingual check,
+    persona-vocabulary check (accuracy and wrong-QID rate per language and domain)."""
     console = Console(width=max(150, Console().width))
+    settings = settings_of(ctx)
     try:
-        result = run_linking_eval(data_dir or settings_of(ctx).data.entity_linking_dir())
+        result = run_linking_eval(
+            data_dir or settings.data.entity_linking_dir(),
+            wikidata_dir=settings.data.wikidata_dir(),
+            vocab_half=vocab_half,
+        )
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -67,6 +76,35 @@ def linking(
         ml.add_column(k, justify="right")
     ml.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in result["multilingual"].values()])
     console.print(ml)
+    if result.get("vocabulary"):
+        _print_vocab(console, result["vocabulary"])
+
+
+def _print_vocab(console: Console, vocab: dict[str, Any]) -> None:
+    title = (
+        f"Persona vocabulary ({vocab['half']} half: {vocab['rows']:,} of {vocab['rows_total']:,} rows; "
+        "NIL counts as a miss, wrong QID counted separately)"
+    )
+    table = Table(title=title)
+    for c in ("group", "n", "accuracy", "wrong_qid", "nil"):
+        table.add_column(c, justify="left" if c == "group" else "right")
+    groups = [("all", vocab["all"])] + [(f"lang {k}", v) for k, v in vocab["by_lang"].items()]
+    groups += [(f"domain {k}", v) for k, v in vocab["by_domain"].items()]
+    for name, row in groups:
+        table.add_row(name, str(row["n"]), f"{row['accuracy']:.3f}", f"{row['wrong_qid']:.3f}", f"{row['nil']:.3f}")
+    console.print(table)
+    cl = vocab["cross_language"]
+    console.print(
+        f"cross-language same QID (en / zh-Hans / zh-Hant / es): {cl['same_qid']:.3f} "
+        f"over {cl['concepts']} concepts"
+    )
+    splits = Table(title="pairs that still split (first 15)")
+    for c in ("gold", "en", "zh-Hans", "zh-Hant", "es"):
+        splits.add_column(c)
+    for split in cl["splits"][:15]:
+        forms = ("en", "zh-Hans", "zh-Hant", "es")
+        splits.add_row(split["gold"], *(f"{split['forms'][f]} → {split['got'][f]}" for f in forms))
+    console.print(splits)
 
 
 def _extractor(ctx: typer.Context, tier: str, backend: str | None, min_confidence: float | None = None):

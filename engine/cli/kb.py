@@ -88,13 +88,17 @@ def info() -> None:
     load_s = time.perf_counter() - started
     langs = Counter()
     domains: Counter[str] = Counter()
+    domain_langs: Counter[tuple[str, str]] = Counter()
     for i in range(len(kb)):
-        langs["en"] += bool(kb.label_en[i])
-        langs["zh"] += bool(kb.label_zh[i])
-        langs["es"] += bool(kb.label_es[i])
+        has = {"en": bool(kb.label_en[i]), "zh": bool(kb.label_zh[i]), "es": bool(kb.label_es[i])}
+        for lang, ok in has.items():
+            langs[lang] += ok
         langs["any label"] += kb.has_labels(i)
         for d in kb.domain_names(i):
             domains[d] += 1
+            for lang, ok in has.items():
+                domain_langs[(d, lang)] += ok
+            domain_langs[(d, "all three")] += all(has.values())
     path = kb_path()
     head = Table(title=f"KB {path} ({path.stat().st_size / 1e6:.1f} MB, loaded in {load_s:.2f}s)")
     head.add_column("what")
@@ -106,11 +110,11 @@ def info() -> None:
     for lang, n in langs.items():
         head.add_row(f"label {lang}", f"{n:,}")
     console.print(head)
-    dom = Table(title="entities per domain (through the P31/P279/is-a closure)")
-    dom.add_column("domain")
-    dom.add_column("entities", justify="right")
+    dom = Table(title="coverage per domain (through the P31/P279/is-a closure) and language (with a label)")
+    for c in ("domain", "entities", "en", "zh", "es", "all three"):
+        dom.add_column(c, justify="left" if c == "domain" else "right")
     for d, n in domains.most_common():
-        dom.add_row(d, f"{n:,}")
+        dom.add_row(d, f"{n:,}", *(f"{domain_langs[(d, lang)]:,}" for lang in ("en", "zh", "es", "all three")))
     console.print(dom)
     built = kb.meta.get("inputs", [])
     src = Table(title=f"inputs (built {kb.meta.get('built', '?')})")
@@ -142,16 +146,20 @@ def link_cmd(
     if as_json:
         typer.echo(json.dumps(ent.model_dump(), ensure_ascii=False, indent=2))
         return
-    t = Table(title=f"{mention!r} → {ent.key} (score {ent.score:.3f})")
-    for c in ("qid", "label", "score", "match", "range_ok"):
+    title = f"{mention!r} → {ent.key} (score {ent.score:.3f})"
+    if ent.is_nil:
+        title = f"{mention!r} → NIL {ent.key}: no candidate passed" + ("" if ent.alternatives else " (none found)")
+    t = Table(title=title)
+    for c in ("qid", "label", "score", "match", "range_ok", "rejected because"):
         t.add_column(c)
     if ent.qid:
         t.add_row(
-            ent.qid, ent.label_en or ent.label_zh or ent.label_es or "", f"{ent.score:.3f}", "winner", "True"
+            ent.qid, ent.label_en or ent.label_zh or ent.label_es or "", f"{ent.score:.3f}", "winner", "True", ""
         )
     for alt in ent.alternatives:
         t.add_row(
-            str(alt["qid"]), str(alt["label"]), f"{alt['score']:.3f}", str(alt["match"]), str(alt["range_ok"])
+            str(alt["qid"]), str(alt["label"]), f"{alt['score']:.3f}", str(alt["match"]), str(alt["range_ok"]),
+            str(alt.get("rejected", "")),
         )
     console.print(t)
     if ent.qid:

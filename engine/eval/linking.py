@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from engine.eval.vocab import WORDNET_FILE, run_vocab_eval
 from linkers import InvalidMentionError
 from linkers.kb import KnowledgeBase, get_kb
 from linkers.link import link
@@ -140,8 +141,9 @@ def multilingual_check(kb: KnowledgeBase, sample: int = MULTILINGUAL_SAMPLE) -> 
     }
 
 
-def run_linking_eval(data_dir: Path) -> dict:
-    """Evaluate every benchmark file found in data_dir; raises FileNotFoundError when it is missing."""
+def run_linking_eval(data_dir: Path, *, wikidata_dir: Path | None = None, vocab_half: str = "heldout") -> dict:
+    """Evaluate every benchmark file found in data_dir; raises FileNotFoundError when it is missing.
+    With `wikidata_dir` (the shared KB inputs) the persona-vocabulary check runs too."""
     if not data_dir.is_dir():
         raise FileNotFoundError(
             f"entity-linking data not found at {data_dir}; it lives in ../shared/data/entity_linking "
@@ -151,4 +153,7 @@ def run_linking_eval(data_dir: Path) -> dict:
     files = [eval_file(kb, data_dir / name) for name in FILES if (data_dir / name).exists()]
     if not files:
         raise FileNotFoundError(f"no entity-linking files ({', '.join(FILES)}) in {data_dir}")
-    return {"files": files, "multilingual": multilingual_check(kb), "kb_entities": len(kb)}
+    out = {"files": files, "multilingual": multilingual_check(kb), "kb_entities": len(kb)}
+    if wikidata_dir is not None and (wikidata_dir / WORDNET_FILE).exists():
+        out["vocabulary"] = run_vocab_eval(kb, wikidata_dir, half=vocab_half)
+    return out

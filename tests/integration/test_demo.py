@@ -20,4 +20,15 @@ def test_demo_builds_personas_rules_behaviour_and_segments(store, settings) -> N
     assert ("PURCHASED", "Q5372", None) in {(p, q, None) for p, q, _ in ana}
     rules = {c.rule for c in get_persona(store, "luis").conflicts}
     assert "vegetarian_likes_meat" in rules
-    assert {m.user_id for m in segment_members(store, "sport-fans")} >= {"ana", "luis"}
+    # Every demo segment has the members the example texts imply: ana likes basketball (篮球),
+    # luis football, mei tennis; only mei still lives in China (ana moved Beijing → Berlin); nobody
+    # spent 500 with a recent negative document (churn-risk stays empty without the LLM texts).
+    members = {seg: {m.user_id for m in segment_members(store, seg)} for seg in report.segments}
+    assert members == {
+        "sport-fans": {"ana", "luis", "mei"},
+        "sport-fans-cn": {"mei"},
+        "churn-risk": set(),
+    }
+    assert report.segments == {seg: len(users) for seg, users in members.items()}
+    mei = {(f.predicate, f.qid) for f in get_persona(store, "mei").facts}
+    assert ("LIKES", "Q847") in mei  # tennis the sport, not a tennis-court stub
