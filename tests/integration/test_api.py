@@ -327,9 +327,9 @@ def sport_fans(store) -> str:
 
 def test_segments_list_and_members_paged_with_reasons(client: TestClient, sport_fans: str) -> None:
     [seg] = client.get("/segments").json()
-    assert seg["id"] == sport_fans and seg["size"] == 2 and seg["name"] == "Sport fans"
+    assert seg["id"] == sport_fans and seg["size"] == 3 and seg["name"] == "Sport fans"  # ana, luis, mei (tennis)
     page = client.get(f"/segments/{sport_fans}/members", params={"limit": 1}).json()
-    assert page["total"] == 2 and page["limit"] == 1
+    assert page["total"] == 3 and page["limit"] == 1
     [first] = page["members"]
     assert first["user_id"] == "ana" and "basketball" in first["reason"] and first["confidence"] > 0
     second = client.get(f"/segments/{sport_fans}/members", params={"offset": 1, "limit": 1}).json()
@@ -345,7 +345,7 @@ def test_segment_export_writes_a_downloadable_file(client: TestClient, sport_fan
     resp = client.post(f"/segments/{sport_fans}/export", json={"format": "csv"}, headers=AUTH)
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    assert body["manifest"]["rows"] == 2 and body["file"].endswith(".csv")
+    assert body["manifest"]["rows"] == 3 and body["file"].endswith(".csv")
     download = client.get(body["download_url"], headers=AUTH)
     assert download.status_code == 200 and "ana" in download.text and "luis" in download.text
     hashed = client.post(f"/segments/{sport_fans}/export", json={"format": "jsonl", "hash_ids": True,
