@@ -137,6 +137,7 @@ class ResolvedFact(BaseModel):
     target: TargetRef
     confidence: float = Field(ge=0, le=1)
     sentiment: float | None = Field(default=None, ge=-1, le=1)
+    tier: str | None = None  # the extractor tier that produced it (None for fact lines)
 
 
 class DocumentIn(BaseModel):

@@ -177,5 +177,5 @@ def link_fact(
     target = resolve_target(pred, fact.object, lang=lang, context=context)
     return ResolvedFact(
         doc_id=doc_id, user_id=user_id, ts=ts, predicate=pred.name, target=target,
-        confidence=fact.confidence, sentiment=fact.sentiment,
+        confidence=fact.confidence, sentiment=fact.sentiment, tier=fact.tier,
     )

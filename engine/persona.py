@@ -26,6 +26,7 @@ class FactView(BaseModel):
     valid_from: str | None = None
     valid_to: str | None = None
     sentiment: float | None = None
+    tier: str | None = None
 
 
 class ConflictView(BaseModel):
@@ -57,7 +58,7 @@ RETURN type(f) AS predicate, labels(o)[0] AS target_label, o.key AS key, o.qid A
        f.status AS status, f.status_reason AS status_reason, f.confidence AS confidence,
        f.evidence_count AS evidence_count, f.evidence AS evidence, f.first_seen AS first_seen,
        f.last_seen AS last_seen, f.valid_from AS valid_from, f.valid_to AS valid_to,
-       f.sentiment AS sentiment
+       f.sentiment AS sentiment, f.tier AS tier
 ORDER BY predicate, confidence DESC
 """
 

@@ -136,11 +136,21 @@ RETURN r[0] AS user, r[1] AS key
 """
 
 
+# r = [user, key, tier]: which extractor tier produced the edge's latest evidence. A statement of
+# its own, sent only for extracted facts, so fact lines keep the fast path.
+_FACT_EDGE_TIER = """
+UNWIND $rows AS r
+MATCH (u:User {id: r[0]})-[f:{rel}]->(o:{label} {key: r[1]})
+SET f.tier = r[2]
+"""
+
+
 class FactEdgeStatements(NamedTuple):
     new: str
     new_with_sentiment: str
     existing: str
     existing_keys: str
+    tier: str
 
 
 def fact_edge_statements(predicate: str, label: Target) -> FactEdgeStatements:
@@ -154,7 +164,7 @@ def fact_edge_statements(predicate: str, label: Target) -> FactEdgeStatements:
 
     return FactEdgeStatements(
         fill(_NEW_FACT_EDGES), fill(_NEW_FACT_EDGES, _NEW_EDGE_SENTIMENT),
-        fill(_EXISTING_FACT_EDGES), fill(_EXISTING_FACT_EDGE_KEYS),
+        fill(_EXISTING_FACT_EDGES), fill(_EXISTING_FACT_EDGE_KEYS), fill(_FACT_EDGE_TIER),
     )
 
 
@@ -339,6 +349,10 @@ def fact_edge_jobs(
             yield statements.new_with_sentiment, {"rows": chunk}
         for chunk in chunks([edges[k].update_row() for k in present], batch):
             yield statements.existing, {"rows": chunk}
+        tiers = {(f.user_id, f.target.key): f.tier for f in facts
+                 if f.tier and f.predicate == pred and f.target.label is label}
+        for chunk in chunks([[u, k, t] for (u, k), t in tiers.items()], batch):
+            yield statements.tier, {"rows": chunk}
 
 
 def fuse(
