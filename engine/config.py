@@ -103,6 +103,8 @@ class Settings(BaseModel):
     neo4j_database: str | None = None
     allow_sensitive: bool = False
     store_text: bool = True
+    # Extractor tier for free text: cascade (encoder, LLM for the unsure), encoder or llm.
+    extractor: str = "cascade"
     # Joined LLM model files: shared by every persona home on the machine (1 GB, not per home).
     model_cache: Path = Path.home() / ".cache" / "persona-engine" / "models"
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -204,6 +206,7 @@ def _read(env: Mapping[str, str]) -> dict[str, object]:
         "neo4j_database": _text(env, "PERSONA_NEO4J_DATABASE"),
         "allow_sensitive": _flag(env, "PERSONA_ALLOW_SENSITIVE", False),
         "store_text": _flag(env, "PERSONA_STORE_TEXT", True),
+        "extractor": _text(env, "PERSONA_EXTRACTOR"),
         "model_cache": _path(env, "PERSONA_MODEL_CACHE"),
         "llm": llm,
         "api": api,

@@ -32,12 +32,12 @@ def example_path(name: str) -> Path:
 
 
 def load_texts(store: GraphStore, settings: Settings, report: DemoReport) -> None:
-    """Example texts through redaction and the local LLM (the model loads once, ~1 GB)."""
+    """Example texts through redaction and the configured extractor tier (Settings.extractor)."""
     users: set[str] = set()
-    from engine.extract import ExtractionCache, make_extractor
+    from engine.extract import ExtractionCache, make_tier
 
-    extractor = make_extractor(settings.llm, allow_sensitive=settings.allow_sensitive,
-                               model_cache=settings.model_cache)
+    extractor = make_tier(settings.extractor, settings.llm, allow_sensitive=settings.allow_sensitive,
+                          model_cache=settings.model_cache)
     cache = ExtractionCache(settings.extraction_cache_path)
     try:
         result = ingest_records(store, settings, read_records(example_path("demo_records.jsonl")),

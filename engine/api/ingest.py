@@ -89,10 +89,11 @@ def _extractor(request: Request) -> Any:
     state = request.app.state
     if state.extractor is None:
         try:
-            from engine.extract import make_extractor
+            from engine.extract import make_tier
 
             s = state.settings
-            state.extractor = make_extractor(s.llm, allow_sensitive=s.allow_sensitive, model_cache=s.model_cache)
+            state.extractor = make_tier(s.extractor, s.llm, allow_sensitive=s.allow_sensitive,
+                                        model_cache=s.model_cache)
         except Exception as exc:  # noqa: BLE001 - any backend failure means "no extractor here"
             raise HTTPException(503, f"no LLM extractor available for records: {exc}") from None
     return state.extractor

@@ -18,17 +18,22 @@ from graph_schema import PREDICATES
 def demo(
     ctx: typer.Context,
     serve_ui: bool = typer.Option(True, "--serve/--no-serve", help="Serve the explorer afterwards"),
-    llm: bool = typer.Option(True, "--llm/--no-llm", help="Run the example texts through the local LLM"),
+    llm: bool = typer.Option(True, "--llm/--no-llm", help="Let the cascade call the local LLM for unsure texts "
+                             "(--no-llm: the encoder tier alone)"),
+    texts: bool = typer.Option(True, "--texts/--no-texts", help="Extract the example texts at all"),
     port: int = typer.Option(8765, help="Port for the explorer"),
 ) -> None:
     """Run the demo pipeline on the embedded default, then serve the explorer (Ctrl-C stops it)."""
     from engine.demo import load_texts, run_demo
 
     settings = settings_of(ctx)
+    if not llm and settings.extractor != "llm":
+        settings = settings.model_copy(update={"extractor": "encoder"})
     store = connect(ctx)
-    if llm:
-        console.print("extracting the example texts with the local LLM (first run joins the model file)…")
-    report = run_demo(store, settings, texts=load_texts if llm else None)
+    if texts:
+        console.print(f"extracting the example texts ({settings.extractor} tier; the first run converts the "
+                      "encoder and, when the LLM is needed, joins its model file)…")
+    report = run_demo(store, settings, texts=load_texts if texts else None)
     print_demo(store, report, console)
     url = f"http://127.0.0.1:{port}/"
     if not serve_ui:

@@ -135,7 +135,9 @@ def ingest(
     ctx: typer.Context,
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
     fmt: str | None = typer.Option(None, "--format", help=FMT_HELP),
-    backend: str | None = typer.Option(None, help="llama_cpp (default), openai or transformers"),
+    extractor: str | None = typer.Option(
+        None, "--extractor", help="cascade (default; PERSONA_EXTRACTOR), encoder or llm"),
+    backend: str | None = typer.Option(None, help="LLM backend: llama_cpp (default), openai or transformers"),
     model: str | None = typer.Option(None, help="Model path / name for the backend"),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server URL (openai backend)"),
     batch_size: int = typer.Option(32, min=1, help="Documents per graph write"),
@@ -151,7 +153,8 @@ def ingest(
     Prints a summary (documents, facts, drops by reason, LLM calls, tokens, seconds); exit code 1
     when some records failed.
     """
-    from engine.extract import BackendError, ExtractionCache, make_extractor
+    from engine.extract import BackendError, ExtractionCache, make_tier
+    from engine.extract.encoder.weights import WeightsError
     from engine.ingest import read_records
     from engine.ingest.records import OVERSIZE_POLICIES
     from engine.pipeline import ingest_records
@@ -162,10 +165,12 @@ def ingest(
     settings = settings_of(ctx)
     llm = settings.llm.model_copy(update={k: v for k, v in {
         "backend": backend, "base_url": base_url}.items() if v is not None})
+    if model:
+        llm = llm.model_copy(update={"model_path" if llm.backend.startswith("llama") else "model": model})
     try:
-        extractor = make_extractor(llm, allow_sensitive=settings.allow_sensitive, model=model,
-                                   model_cache=settings.model_cache)
-    except BackendError as exc:
+        tier = make_tier(extractor or settings.extractor, llm, allow_sensitive=settings.allow_sensitive,
+                         model_cache=settings.model_cache)
+    except (BackendError, WeightsError) as exc:
         fail(str(exc), EXIT_USAGE)
     store = None if dry_run else connect(ctx)
     cache = None if no_cache else ExtractionCache(settings.extraction_cache_path)
@@ -177,7 +182,7 @@ def ingest(
 
     try:
         report = _with_bar(file, f"ingesting {file.name}", lambda p: ingest_records(
-            store, settings, read_records(file, fmt=fmt, oversize=oversize), extractor=extractor, cache=cache,
+            store, settings, read_records(file, fmt=fmt, oversize=oversize), extractor=tier, cache=cache,
             batch=batch_size, progress=p, on_document=on_document))
     finally:
         if out is not None:

@@ -1,6 +1,11 @@
-"""LLM extraction: user text (already redacted) → typed persona facts + document sentiment.
+"""Extraction: user text (already redacted) → typed persona facts + document sentiment.
 
-Backends (one interface, ``LLMBackend.complete``):
+Tiers (one interface: ``extract(text, lang)`` and ``version``; see README.md):
+- ``encoder``: the fine-tuned multilingual encoder (token tagging + sentiment head), batched;
+- ``llm``: the LLM extractor below;
+- ``cascade`` (default): the encoder on every document, the LLM on the ones it is unsure of.
+
+LLM backends (one interface, ``LLMBackend.complete``):
 - ``llama_cpp`` (default): the bundled Qwen2.5-Coder-1.5B GGUF in-process;
 - ``openai``: any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server);
 - ``transformers``: a local Hugging Face model directory (optional extra ``[hf]``).
@@ -59,7 +64,40 @@ def make_extractor(
     return Extractor(make_backend(llm, model=model, model_cache=model_cache), cfg)
 
 
+TIERS: tuple[str, ...] = ("cascade", "encoder", "llm")
+
+
+def make_tier(
+    tier: str,
+    llm: LLMSettings | None = None,
+    *,
+    allow_sensitive: bool = False,
+    model_cache: Path | None = None,
+    weights: Path | None = None,
+    llm_config: ExtractorConfig | None = None,
+):
+    """The extractor of a tier. The LLM of a cascade loads on its first escalation only."""
+    name = tier.strip().lower()
+    if name not in TIERS:
+        raise BackendError(f"unknown extractor {tier!r}; choose one of {', '.join(TIERS)}")
+
+    def llm_tier() -> Extractor:
+        config = llm_config or ExtractorConfig(allow_sensitive=allow_sensitive)
+        return make_extractor(llm, allow_sensitive=allow_sensitive, model_cache=model_cache, config=config)
+
+    if name == "llm":
+        return llm_tier()
+    from engine.extract.cascade import CascadeExtractor
+    from engine.extract.encoder import load_encoder
+
+    encoder = load_encoder(model_cache, weights=weights, allow_sensitive=allow_sensitive)
+    if name == "encoder":
+        return encoder
+    return CascadeExtractor(encoder, llm_tier, encoder.cascade_policy())
+
+
 __all__ = [
+    "TIERS",
     "BACKENDS",
     "BackendError",
     "Completion",
@@ -72,4 +110,5 @@ __all__ = [
     "cache_key",
     "make_backend",
     "make_extractor",
+    "make_tier",
 ]

@@ -170,7 +170,7 @@ def test_ingest_command_dry_run_prints_summary(tmp_path, monkeypatch):
     from engine.cli import app
 
     monkeypatch.setenv("PERSONA_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(extract_pkg, "make_extractor", lambda *a, **k: Extractor(FixedBackend()))
+    monkeypatch.setattr(extract_pkg, "make_tier", lambda *a, **k: Extractor(FixedBackend()))
     path = tmp_path / "in.jsonl"
     ok = json.dumps({"user_id": "u1", "text": "I live in Berlin.", "ts": TS}).encode()
     write_jsonl(path, [ok, ok, b"{bad json", json.dumps({"user_id": "u2", "text": "", "ts": TS}).encode()])
@@ -196,7 +196,7 @@ def test_ingest_command_exits_zero_when_every_record_went_in(tmp_path, monkeypat
     import engine.extract as extract_pkg
     from engine.cli import app
 
-    monkeypatch.setattr(extract_pkg, "make_extractor", lambda *a, **k: Extractor(FixedBackend()))
+    monkeypatch.setattr(extract_pkg, "make_tier", lambda *a, **k: Extractor(FixedBackend()))
     path = tmp_path / "in.jsonl"
     write_jsonl(path, [json.dumps({"user_id": "u1", "text": "I live in Berlin.", "ts": TS}).encode()])
     result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "ingest", str(path), "--dry-run", "--json"])

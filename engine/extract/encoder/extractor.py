@@ -60,6 +60,14 @@ class EncoderExtractor:
         digest.update(str(self.allow_sensitive).encode())
         return "enc-" + digest.hexdigest()[:14]
 
+    def cascade_policy(self):  # noqa: ANN201 - engine.extract.cascade.CascadePolicy
+        """The escalation thresholds chosen on dev, shipped with the weights."""
+        from engine.extract.cascade import CascadePolicy
+
+        sentiment = self.metas["sentiment"].thresholds.get("escalate_below")
+        return CascadePolicy(unsure_from=self.unsure_from,
+                             sentiment_below=sentiment if sentiment is not None else CascadePolicy().sentiment_below)
+
     def extract(self, text: str, lang: str = "en") -> ExtractionResult:
         return self.extract_batch([text], [lang])[0]
 
