@@ -324,7 +324,7 @@ def process_records(
     store_text: bool = True,
 ) -> Iterator[ExtractedDocument]:
     """Dedupe → language → redact → (cache | extract) per record, lazily, one document each."""
-    from engine.extract.cache import cache_key
+    from engine.extract.cache import cache_key, text_hash
     from engine.privacy import get_redactor
 
     redactor = redactor or get_redactor()
@@ -354,6 +354,8 @@ def process_records(
         key = cache_key(redaction.text, lang, version)
         result = cache.get(key) if cache is not None else None
         cached = result is not None
+        if cached and cache is not None:
+            cache.add_owner(key, rec.user_id)  # so forget of this user finds the shared row
         if result is None:
             try:
                 result = extractor.extract(redaction.text, lang)
@@ -365,7 +367,7 @@ def process_records(
                 )
                 continue
             if cache is not None and result.error is None:
-                cache.put(key, result)
+                cache.put(key, result, text_hash=text_hash(redaction.text, lang), owner=rec.user_id)
         yield ExtractedDocument(
             **base,
             redacted_text=redaction.text if store_text else None,

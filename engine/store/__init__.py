@@ -9,11 +9,13 @@ from engine.store.base import (
     GraphEdge,
     GraphNode,
     GraphStore,
+    QueryMemoryExceeded,
     QueryResult,
     ReadOnlyViolation,
     StoreError,
 )
-from engine.store.embedded import EmbeddedFalkorDB, ServerStatus
+from engine.store.durability import CompactReport, LoadProgress
+from engine.store.embedded import EmbeddedFalkorDB, ServerConfig, ServerStatus
 
 NEO4J_SCHEMES = {"neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"}
 
@@ -51,10 +53,14 @@ def open_store(settings: Settings, *, start: bool = True) -> GraphStore:
 
 
 __all__ = [
+    "CompactReport",
     "EmbeddedFalkorDB",
+    "LoadProgress",
+    "ServerConfig",
     "GraphEdge",
     "GraphNode",
     "GraphStore",
+    "QueryMemoryExceeded",
     "QueryResult",
     "ReadOnlyViolation",
     "ServerStatus",

@@ -16,7 +16,15 @@ from falkordb.helpers import stringify_param_value
 from falkordb.node import Node
 from falkordb.path import Path as FPath
 
-from engine.store.base import GraphEdge, GraphNode, QueryResult, ReadOnlyViolation, StoreError
+from engine.store.base import (
+    GraphEdge,
+    GraphNode,
+    QueryMemoryExceeded,
+    QueryResult,
+    ReadOnlyViolation,
+    StoreError,
+)
+from engine.store.durability import CompactReport, compact_redis
 from graph_schema.ddl import falkordb_ddl
 
 
@@ -108,6 +116,11 @@ def _refused_or_failed(message: str, read_only: bool) -> StoreError:
     """The server's error reply as a store error; a write on the read-only path is a refusal."""
     if read_only and "read-only" in message.lower():
         return ReadOnlyViolation(f"refused: the read-only path does not run writes ({message})")
+    if "mem consumption exceeded capacity" in message.lower():
+        return QueryMemoryExceeded(
+            "refused: the query needed more memory than the per-query cap (FalkorDB "
+            f"QUERY_MEM_CAPACITY; the embedded server's query_mem_capacity_mb) ({message})"
+        )
     return StoreError(message)
 
 
@@ -247,6 +260,10 @@ class FalkorStore:
             except StoreError as exc:
                 if "already indexed" not in str(exc).lower():
                     raise
+
+    def compact(self, wait: bool = True) -> CompactReport:
+        """Rewrite the server's append-only log as one snapshot (RDB save when the log is off)."""
+        return compact_redis(self._db.connection, wait=wait)
 
     def close(self) -> None:
         try:
