@@ -79,6 +79,10 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+class _ServerGone(StoreError):
+    """The server recorded for this home exited while we waited for it."""
+
+
 def _is_redis(pid: int) -> bool:
     """The recorded pid is still a redis-server (not a reused pid after a crash)."""
     try:
@@ -136,11 +140,14 @@ class EmbeddedFalkorDB:
         with self._lock():
             pid, port = self._read_state()
             if pid is not None and port is not None and _pid_alive(pid) and _is_redis(pid):
-                if not (self._ping(port) and self._module_loaded(port)):
-                    # started earlier (maybe by a command that was interrupted) and still loading
-                    self._wait_ready(pid, port, None, stall_timeout_s, on_progress)
-                self._apply_config(port)
-                return self.status()
+                try:
+                    if not (self._ping(port) and self._module_loaded(port)):
+                        # started earlier (maybe by an interrupted command) and still loading
+                        self._wait_ready(pid, port, None, stall_timeout_s, on_progress)
+                    self._apply_config(port)
+                    return self.status()
+                except _ServerGone:
+                    pass  # it died (e.g. a kill still being delivered): start a new one
             self._clear_state()
             server, module = _binaries()
             port = _free_port()
@@ -190,6 +197,8 @@ class EmbeddedFalkorDB:
                 exited = proc.poll() is not None if proc is not None else not _pid_alive(pid)
                 if exited:
                     self._clear_state()
+                    if proc is None:
+                        raise _ServerGone(pid)
                     code = proc.returncode if proc is not None else "?"
                     raise StoreError(
                         f"embedded FalkorDB exited with code {code} while starting; "

@@ -87,7 +87,7 @@ def test_auto_rewrite_policy_keeps_the_log_compact(tmp_path: Path) -> None:
     server = EmbeddedFalkorDB(tmp_path / "home", ServerConfig(aof_rewrite_percentage=50, aof_rewrite_min_size_mb=1))
     status = server.start()
     try:
-        _fill_log(int(status.port or 0), 8_000)
+        _fill_log(int(status.port or 0), 4_000)
         info = redis.Redis(host="127.0.0.1", port=int(status.port or 0)).info("persistence")
         assert info["aof_rewrites"] >= 1  # the server compacted by itself
         assert info["aof_base_size"] > 0
@@ -98,16 +98,22 @@ def test_auto_rewrite_policy_keeps_the_log_compact(tmp_path: Path) -> None:
 def test_stalled_start_names_the_state_and_leaves_the_server(tmp_path: Path) -> None:
     server = EmbeddedFalkorDB(tmp_path / "home", NO_AUTO_REWRITE)
     status = server.start()
-    _fill_log(int(status.port or 0), 6_000)
+    _fill_log(int(status.port or 0), 4_000)
     os.kill(int(status.pid or 0), signal.SIGKILL)
 
+    def freeze(progress: LoadProgress) -> None:
+        # A loading server that stops making progress (stopped here, hung in real life).
+        if progress.loading:
+            os.kill(int(server.pid_file.read_text()), signal.SIGSTOP)
+
     with pytest.raises(StoreError, match="made no progress for 1s"):
-        server.start(stall_timeout_s=1.0)
+        server.start(stall_timeout_s=1.0, on_progress=freeze)
     pid = int(server.pid_file.read_text())
-    os.kill(pid, 0)  # left running (raises if gone); a second start resumes the wait
-    resumed = server.start(stall_timeout_s=30.0)
+    os.kill(pid, signal.SIGCONT)  # still there: a second start resumes the wait
+    resumed = server.start(stall_timeout_s=60.0)
     try:
         assert resumed.running and resumed.pid == pid
+        assert _count(int(resumed.port or 0)) == 4_000
     finally:
         server.stop()
 
