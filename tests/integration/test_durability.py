@@ -27,6 +27,19 @@ ROOT = Path(__file__).resolve().parents[2]
 NO_AUTO_REWRITE = ServerConfig(aof_rewrite_percentage=0)
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_servers(tmp_path: Path):
+    """A failed test must not leave its servers running (some are stopped with SIGSTOP)."""
+    yield
+    for pid_file in tmp_path.rglob("server.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
 def _fill_log(port: int, statements: int) -> None:
     """Many small un-indexed MERGEs: each replays as a scan, so replay takes seconds per MB."""
     client = redis.Redis(host="127.0.0.1", port=port)
@@ -250,7 +263,7 @@ def _canonical(port: int) -> tuple[list[str], list[str]]:
 
 def test_kill_9_mid_ingest_then_rerun_equals_a_clean_run(tmp_path: Path) -> None:
     facts = tmp_path / "facts.jsonl"
-    _facts_file(facts, 40_000)
+    _facts_file(facts, 20_000)
 
     clean_home = tmp_path / "clean"
     clean_run = _ingest(clean_home, facts)
@@ -270,7 +283,7 @@ def test_kill_9_mid_ingest_then_rerun_equals_a_clean_run(tmp_path: Path) -> None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and run.poll() is None:  # wait until a few batches are in
         try:
-            if client.execute_command("GRAPH.QUERY", "persona", "MATCH (d:Document) RETURN count(d)")[1][0][0] > 6000:
+            if client.execute_command("GRAPH.QUERY", "persona", "MATCH (d:Document) RETURN count(d)")[1][0][0] > 3000:
                 break
         except redis.ResponseError:
             pass  # graph not created yet
