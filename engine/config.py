@@ -67,6 +67,23 @@ class ApiSettings(BaseModel):
         return self.model_copy(update={"allowed_hosts": [*self.allowed_hosts, name]})
 
 
+class DBSettings(BaseModel):
+    """Persistence and limits of the embedded FalkorDB (applied at start, also to a running one)."""
+
+    # Rewrite the append-only log as one snapshot once it grew this many percent over the last
+    # snapshot (0 turns it off)...
+    aof_rewrite_percentage: int = Field(default=50, ge=0)
+    # ...and is at least this big. Replay re-runs every logged query (seconds per MB), loading a
+    # snapshot costs almost nothing, so the un-compacted tail stays short.
+    aof_rewrite_min_size_mb: int = Field(default=4, ge=1)
+    # Per-query memory cap (FalkorDB QUERY_MEM_CAPACITY); 0 = unlimited.
+    query_mem_capacity_mb: int = Field(default=1024, ge=0)
+    # A starting server is waited for while it makes progress; this long without any, start fails.
+    start_stall_s: float = Field(default=120.0, gt=0)
+    # After a bulk ingest of at least this many items, compact the log in the background.
+    compact_after_items: int = Field(default=10_000, ge=0)
+
+
 class ExportSettings(BaseModel):
     """Audience exports (engine/export)."""
 
@@ -109,6 +126,7 @@ class Settings(BaseModel):
     model_cache: Path = Path.home() / ".cache" / "persona-engine" / "models"
     llm: LLMSettings = Field(default_factory=LLMSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    db: DBSettings = Field(default_factory=DBSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     kb: KBSettings = Field(default_factory=KBSettings)
     data: DataSettings = Field(default_factory=DataSettings)
@@ -156,6 +174,16 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+
+
+def _float(env: Mapping[str, str], name: str) -> float | None:
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
@@ -211,6 +239,13 @@ def _read(env: Mapping[str, str]) -> dict[str, object]:
         "llm": llm,
         "api": api,
         "export": _drop_none({"salt": _text(env, "PERSONA_EXPORT_SALT")}),
+        "db": _drop_none({
+            "aof_rewrite_percentage": _int(env, "PERSONA_DB_AOF_REWRITE_PERCENT"),
+            "aof_rewrite_min_size_mb": _int(env, "PERSONA_DB_AOF_REWRITE_MIN_MB"),
+            "query_mem_capacity_mb": _int(env, "PERSONA_DB_QUERY_MEM_MB"),
+            "start_stall_s": _float(env, "PERSONA_DB_START_STALL_S"),
+            "compact_after_items": _int(env, "PERSONA_DB_COMPACT_AFTER"),
+        }),
         "kb": _drop_none({"path": _path(env, "PERSONA_KB_PATH")}),
         "data": data,
     })

@@ -114,6 +114,14 @@ class _Tally:
         return r
 
 
+def _compact_after_bulk(store: GraphStore | None, settings: Settings, report: IngestReport) -> None:
+    """After a bulk ingest, rewrite the database's log in the background: a restart then loads a
+    snapshot instead of replaying every write (and the server's own growth policy stays idle)."""
+    threshold = settings.db.compact_after_items
+    if store is not None and threshold and report.accepted >= threshold:
+        store.compact(wait=False)
+
+
 def _batches(
     items: Iterable[Numbered[T]], report: IngestReport, size: int, progress: Progress | None
 ) -> Iterator[list[tuple[int | None, T]]]:
@@ -213,6 +221,7 @@ def ingest_facts(
         tally.users.update(result.fuse.users)
         tally.documents.update(f.doc_id for _, f in chunk if f.doc_id not in rejected)
         tally.conflicts.update(result.check.counts())
+    _compact_after_bulk(store, settings, report)
     return tally.close()
 
 
@@ -258,6 +267,7 @@ def ingest_events(
         report.applied += result.events_applied
         report.edges_written += result.edges_written
         tally.users.update(result.users)
+    _compact_after_bulk(store, settings, report)
     return tally.close()
 
 
@@ -371,6 +381,8 @@ def _extract_waiting(
     waiting: list[ExtractedDocument | _Pending], extractor: Extractor, cache: ExtractionCache | None,
     store_text: bool,
 ) -> Iterator[ExtractedDocument]:
+    from engine.extract.cache import text_hash
+
     pending = [w for w in waiting if isinstance(w, _Pending)]
     cached = {p.key: cache.get(p.key) for p in pending} if cache is not None else {}
     todo = list({p.key: p for p in pending if cached.get(p.key) is None}.values())  # one call per text
@@ -392,8 +404,10 @@ def _extract_waiting(
             yield ExtractedDocument(**item.base, redacted_text=kept_text, status="failed", seconds=seconds,
                                     error=f"{type(result).__name__}: {result}"[:500], redactions=item.counts)
             continue
-        if hit is None and cache is not None and not isinstance(result, Exception) and result.error is None:
-            cache.put(item.key, result)
+        if cache is not None and hit is not None:
+            cache.add_owner(item.key, item.base["user_id"])  # so forgetting this user finds the shared row
+        elif cache is not None and result.error is None:
+            cache.put(item.key, result, text_hash=text_hash(item.text, item.lang), owner=item.base["user_id"])
         paid = hit is None
         yield ExtractedDocument(
             **item.base, redacted_text=kept_text, facts=result.facts, sentiment=result.sentiment,
@@ -485,4 +499,5 @@ def ingest_records(
             if len(pending) >= batch:
                 flush()
     flush()
+    _compact_after_bulk(store, settings, report)
     return tally.close()

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 import engine.api.edge  # noqa: F401 - registers the {…:pid} path convertor before the routes
-from engine.api.deps import get_options, get_store
+from engine.api.deps import get_options, get_settings, get_store
 from engine.api.graphview import GraphBuilder, GraphPayload
 from engine.api.security import require_token
-from engine.config import ApiSettings
-from engine.persona import ConflictView, FactView, UserNotFound, forget_user, get_persona
+from engine.config import ApiSettings, Settings
+from engine.persona import ConflictView, FactView, UserNotFound, get_persona
 from engine.store import GraphStore
 from graph_schema import CONTEXT_RELATIONS, PREDICATES
 
@@ -74,6 +74,7 @@ class ForgetResult(BaseModel):
     user_id: str
     removed: bool
     orphan_entities_checked: int
+    files: list[str] = Field(default_factory=list, description="files under the home still holding the user")
 
 
 # --- queries ----------------------------------------------------------------------------------
@@ -250,8 +251,25 @@ def user_graph(
 
 @router.delete("/users/{user_id:pid}", response_model=ForgetResult, dependencies=[Depends(require_token)],
                summary="Forget a user (needs the bearer token)")
-def user_forget(user_id: UserId, store: Annotated[GraphStore, Depends(get_store)]) -> ForgetResult:
-    report = forget_user(store, user_id)
-    if not report.user_removed:
+def user_forget(
+    user_id: UserId, store: Annotated[GraphStore, Depends(get_store)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> ForgetResult:
+    """The same forget as the CLI's: graph, the database's files, the extraction cache; files under
+    the home that hold the user are listed (`files`), not deleted."""
+    from engine.forget import forget_everywhere
+
+    salts = [s for s in (settings.export.salt, _home_salt(settings)) if s]
+    report = forget_everywhere(store, user_id, home=settings.home, cache_path=settings.extraction_cache_path,
+                               salts=salts)
+    if not report.user_id_found:
         raise HTTPException(404, f"no user with id {user_id!r}")
-    return ForgetResult(user_id=user_id, removed=True, orphan_entities_checked=report.orphan_entities_checked)
+    return ForgetResult(user_id=user_id, removed=True, orphan_entities_checked=report.graph.orphan_entities_checked,
+                        files=[h.path for h in report.files])
+
+
+def _home_salt(settings: Settings) -> str | None:
+    from engine.export import SALT_FILE
+
+    path = settings.home / SALT_FILE
+    return path.read_text().strip() if path.is_file() else None

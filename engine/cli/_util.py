@@ -8,7 +8,8 @@ Exit codes: 0 all good · 1 some records failed (or the thing asked for does not
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
@@ -37,10 +38,36 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 def connect(ctx: typer.Context) -> GraphStore:
+    """The configured store; an embedded database that is still loading shows a progress bar."""
+    with load_bar() as on_progress:
+        try:
+            return open_store(settings_of(ctx), on_progress=on_progress)
+        except StoreError as exc:
+            fail(str(exc), EXIT_USAGE)
+
+
+@contextmanager
+def load_bar() -> Iterator[Callable[[Any], None]]:
+    """A callback for the database's load progress; the bar appears only if there is loading to show."""
+    bar: Progress | None = None
+    task = None
+
+    def on_progress(step: Any) -> None:
+        nonlocal bar, task
+        if not getattr(step, "loading", False):
+            return
+        if bar is None:
+            bar = Progress(TextColumn("loading the database"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                           TimeElapsedColumn(), console=err)
+            bar.start()
+            task = bar.add_task("load", total=max(int(step.total_bytes or 0), 1))
+        bar.update(task, completed=int(step.loaded_bytes or 0))
+
     try:
-        return open_store(settings_of(ctx))
-    except StoreError as exc:
-        fail(str(exc), EXIT_USAGE)
+        yield on_progress
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 def print_json(data: Any) -> None:

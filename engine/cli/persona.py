@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from engine.cli._util import EXIT_FAILED, connect, console, fail, print_json
+from engine.cli._util import EXIT_FAILED, connect, console, fail, print_json, settings_of
 
 
 def show(
@@ -84,16 +84,39 @@ def forget(
     ctx: typer.Context,
     user: str = typer.Argument(..., help="User id"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
+    delete_files: bool = typer.Option(
+        False, "--delete-exports", help="Also delete the files under the home that hold the user (exports)"),
+    salt: list[str] = typer.Option([], "--salt", help="Another salt hashed exports were made with (repeatable)"),
+    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Delete a user: its fact edges, documents, conflicts and memberships. Shared entities stay."""
-    from engine.persona import forget_user
+    """Delete a user everywhere: graph (facts, documents, conflicts, memberships), the database's
+    files on disk (log rewritten), the extraction cache; list (or delete) export files holding it."""
+    from engine.export import SALT_FILE
+    from engine.forget import forget_everywhere
 
+    settings = settings_of(ctx)
     if not yes and not typer.confirm(f"Forget user {user!r} and all its data?"):
         raise typer.Exit(EXIT_FAILED)
-    report = forget_user(connect(ctx), user)
-    if not report.user_removed:
+    home_salt = settings.home / SALT_FILE
+    salts = [*salt, settings.export.salt or "", home_salt.read_text().strip() if home_salt.is_file() else ""]
+    report = forget_everywhere(connect(ctx), user, home=settings.home, cache_path=settings.extraction_cache_path,
+                               delete_files=delete_files, salts=[s for s in salts if s])
+    if as_json:
+        print_json(report.model_dump())
+    if not report.user_id_found:
         fail(f"no user with id {user!r}", EXIT_FAILED)
-    console.print(f"forgot {user}")
+    if as_json:
+        return
+    console.print(f"forgot {user}: {report.graph.model_dump()}")
+    console.print(f"database log rewritten: {report.compaction.model_dump()}")
+    if report.cache is not None:
+        console.print(f"extraction cache: {report.cache.model_dump()}")
+    for hit in report.files:
+        state = "deleted" if hit.deleted else "still there (use --delete-exports)"
+        console.print(f"file holding the user ({', '.join(hit.matches)}): {hit.path} — {state}")
+    left = [h for h in report.residual if not any(f.path == h.path for f in report.files)]
+    if left:
+        fail("still found under the home after forget: " + ", ".join(h.path for h in left), EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,22 +11,28 @@ from engine.store.base import (
     GraphStore,
     HeadResult,
     OutboundAccessRefused,
+    QueryMemoryExceeded,
     QueryResult,
     ReadOnlyViolation,
     StoreError,
     refuse_outbound,
 )
-from engine.store.embedded import EmbeddedFalkorDB, ServerStatus
+from engine.store.durability import CompactReport, LoadProgress, ProgressCallback
+from engine.store.embedded import EmbeddedFalkorDB, ServerConfig, ServerStatus
 
 NEO4J_SCHEMES = {"neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"}
 
 
-def open_store(settings: Settings, *, start: bool = True) -> GraphStore:
-    """Connect to the configured backend; the embedded server is started (or reused) on demand."""
+def open_store(
+    settings: Settings, *, start: bool = True, on_progress: ProgressCallback | None = None
+) -> GraphStore:
+    """Connect to the configured backend; the embedded server is started (or reused) on demand,
+    waited for while it loads its data (`on_progress` sees each load step)."""
     uri = settings.graph_uri
     if uri == "embedded":
-        server = EmbeddedFalkorDB(settings.home)
-        status = server.start() if start else server.status()
+        server = EmbeddedFalkorDB(settings.home, settings.db)
+        status = server.start(stall_timeout_s=settings.db.start_stall_s, on_progress=on_progress) if start \
+            else server.status()
         if not status.running or status.port is None:
             raise StoreError("the embedded FalkorDB is not running; start it with `persona db start`")
         from engine.store.falkor import FalkorStore
@@ -54,12 +60,16 @@ def open_store(settings: Settings, *, start: bool = True) -> GraphStore:
 
 
 __all__ = [
+    "CompactReport",
     "EmbeddedFalkorDB",
+    "LoadProgress",
+    "ServerConfig",
     "GraphEdge",
     "GraphNode",
     "GraphStore",
     "HeadResult",
     "OutboundAccessRefused",
+    "QueryMemoryExceeded",
     "QueryResult",
     "ReadOnlyViolation",
     "ServerStatus",

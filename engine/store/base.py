@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from engine.store.durability import CompactReport
 
 
 class StoreError(RuntimeError):
@@ -44,6 +47,10 @@ def refuse_outbound(cypher: str) -> None:
             f"refused: {clause!r} is not allowed on the read-only path (it makes the database open "
             "URLs or files); pass data as $parameters instead"
         )
+
+
+class QueryMemoryExceeded(StoreError):
+    """A statement needed more memory than the database's per-query cap allows."""
 
 
 class GraphNode(BaseModel):
@@ -132,6 +139,14 @@ class GraphStore(Protocol):
 
     def ensure_schema(self) -> None:
         """Create indexes and constraints if missing."""
+        ...
+
+    def compact(self, wait: bool = True) -> CompactReport:
+        """Rewrite the database's files so deleted data is gone from disk and restarts stay fast.
+
+        Call after bulk ingests and after forget. wait=False starts it and returns; a report
+        with method "none" means the backend manages its files itself.
+        """
         ...
 
     def close(self) -> None: ...

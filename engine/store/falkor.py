@@ -20,11 +20,13 @@ from engine.store.base import (
     GraphEdge,
     GraphNode,
     HeadResult,
+    QueryMemoryExceeded,
     QueryResult,
     ReadOnlyViolation,
     StoreError,
     refuse_outbound,
 )
+from engine.store.durability import CompactReport, compact_redis
 from graph_schema.ddl import falkordb_ddl
 
 
@@ -130,6 +132,11 @@ def _refused_or_failed(message: str, read_only: bool) -> StoreError:
     """The server's error reply as a store error; a write on the read-only path is a refusal."""
     if read_only and "read-only" in message.lower():
         return ReadOnlyViolation(f"refused: the read-only path does not run writes ({message})")
+    if "mem consumption exceeded capacity" in message.lower():
+        return QueryMemoryExceeded(
+            "refused: the query needed more memory than the per-query cap (FalkorDB "
+            f"QUERY_MEM_CAPACITY; the embedded server's query_mem_capacity_mb) ({message})"
+        )
     return StoreError(message)
 
 
@@ -311,6 +318,10 @@ class FalkorStore:
             except StoreError as exc:
                 if "already indexed" not in str(exc).lower():
                     raise
+
+    def compact(self, wait: bool = True) -> CompactReport:
+        """Rewrite the server's append-only log as one snapshot (RDB save when the log is off)."""
+        return compact_redis(self._db.connection, wait=wait)
 
     def close(self) -> None:
         try:

@@ -15,6 +15,7 @@ from engine.store.base import (
     StoreError,
     refuse_outbound,
 )
+from engine.store.durability import CompactReport
 from graph_schema.ddl import neo4j_ddl
 
 
@@ -166,6 +167,15 @@ class Neo4jStore:
     def ensure_schema(self) -> None:
         for statement in neo4j_ddl():
             self.query(statement)
+
+    def compact(self, wait: bool = True) -> CompactReport:
+        """Nothing to do from here: Neo4j prunes its transaction logs by its own retention
+        policy (db.tx_log.rotation.retention_policy); deleted records are reused by the store."""
+        return CompactReport(
+            backend=self.backend, method="none", started=False, completed=True,
+            detail="Neo4j manages its own files; set db.tx_log.rotation.retention_policy so "
+            "transaction logs holding deleted data are pruned",
+        )
 
     def close(self) -> None:
         self._driver.close()
