@@ -288,4 +288,3 @@ def embed(
 def record_of(cache_dir: Path) -> ConversionRecord | None:
     """The conversion record of the cached model, if any (for `persona` status output / model cards)."""
     return read_record(cache_path(cache_dir))
-

@@ -134,8 +134,13 @@ def _shape_of(name: str, hp: HyperParams) -> tuple[int, ...]:
     if not (layer.startswith("l") and layer[1:].isdigit()):
         raise ImageFormatError(f"unknown tensor name {name!r}")
     per_layer = {
-        "q.w": (h, h), "k.w": (h, h), "v.w": (h, h), "ao.w": (h, h),
-        "fi.w": (ff, h), "fo.w": (h, ff), "fi.b": (ff,),
+        "q.w": (h, h),
+        "k.w": (h, h),
+        "v.w": (h, h),
+        "ao.w": (h, h),
+        "fi.w": (ff, h),
+        "fo.w": (h, ff),
+        "fi.b": (ff,),
     }
     if rest in per_layer:
         return per_layer[rest]
@@ -149,9 +154,15 @@ def _read_hparams(cur: _Cursor) -> HyperParams:
     eps = float(cur.unpack("<f", "layer_norm_eps")[0])
     qk = cur.i32("quant block size")
     hp = HyperParams(
-        hidden_size=int(ints[0]), num_layers=int(ints[1]), num_heads=int(ints[2]),
-        intermediate_size=int(ints[3]), vocab_size=int(ints[4]), max_positions=int(ints[5]),
-        type_vocab_size=int(ints[6]), layer_norm_eps=eps, quant_block=qk,
+        hidden_size=int(ints[0]),
+        num_layers=int(ints[1]),
+        num_heads=int(ints[2]),
+        intermediate_size=int(ints[3]),
+        vocab_size=int(ints[4]),
+        max_positions=int(ints[5]),
+        type_vocab_size=int(ints[6]),
+        layer_norm_eps=eps,
+        quant_block=qk,
     )
     if qk != Q4_BLOCK:
         raise ImageFormatError(f"{cur.path}: quant block {qk}, only Q4_0 with {Q4_BLOCK} is supported")
