@@ -71,7 +71,9 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(value=p, low=max(0.0, centre - half), high=min(1.0, centre + half), n=n)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends, not 1e-17 from rounding
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(value=p, low=low, high=high, n=n)
 
 
 def f1_of(tp: int, fp: int, fn: int) -> float | None:

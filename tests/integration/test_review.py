@@ -281,3 +281,25 @@ def test_stale_batch_when_the_document_is_gone(store, settings) -> None:
     with pytest.raises(ReviewGone, match="stale"):
         judge_document(store, settings, items["_batch"]["id"], "d1",
                        DocumentJudgement(**reviewdata.judgements(items)["d1"]), "alice")
+
+
+def test_review_cypher_passes_neo4j_linter(store, settings, tmp_path) -> None:
+    from engine.review.judge import _CONFIRM, _REJECT, edge_statement
+    from graph_schema import PREDICATES
+    from tests.cypherlint import lint_statements
+    from tests.integration.test_cypher_dialect import RecordingStore
+
+    recorder = RecordingStore(store)
+    reviewdata.load(recorder, settings)
+    report = sample_batch(recorder, 4, since="2024-01-01", stratify=["lang", "predicate", "tier"], seed=1)
+    its = {d: get_item(recorder, report.batch.id, d).model_dump() for d in reviewdata.DOCS}
+    for doc, body in reviewdata.judgements(its | {"_batch": {"id": report.batch.id}}).items():
+        judge_document(recorder, settings, report.batch.id, doc, DocumentJudgement(**body), "alice")
+    quality_report(recorder)
+    export_training(recorder, tmp_path / "x.jsonl")
+    forget_user(recorder, "ana")
+    statements = set(recorder.statements)
+    statements.update(edge_statement(t, name, p.target.value) for name, p in PREDICATES.items()
+                      for t in (_CONFIRM, _REJECT))
+    problems = [(r.statement, r.errors) for r in lint_statements(sorted(statements)) if r.errors]
+    assert problems == []
