@@ -105,6 +105,8 @@ const GRAPH_STYLE = [
     "line-style": "dashed", "line-dash-pattern": [6, 4], "line-color": "#9aa0a6", "target-arrow-color": "#9aa0a6", color: "#9aa0a6" } },
   { selector: "edge.quarantined", style: {
     "line-style": "dashed", "line-dash-pattern": [2, 3], "line-color": "#d93025", "target-arrow-color": "#d93025", color: "#d93025" } },
+  { selector: "edge.rejected", style: {
+    "line-style": "dotted", "line-color": "#b3261e", "target-arrow-color": "#b3261e", color: "#b3261e", opacity: 0.7 } },
   { selector: ":selected", style: { "overlay-color": "#f5a623", "overlay-opacity": 0.3, "overlay-padding": 5 } },
 ];
 
