@@ -2,6 +2,10 @@
 
 Rules never delete. Each resolution changes fact-edge status (superseded / quarantined), is
 recorded in a Conflict node with the previous state, and can be reverted.
+
+Reviewers outrank rules (engine/review): a fact a reviewer `confirmed` is never quarantined and
+never superseded by a rule decision backed by less confidence than its own; a `rejected` fact is
+not active, so no rule looks at it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class FactRef(BaseModel):
     valid_from: str | None = None
     valid_to: str | None = None
     last_seen: str | None = None
+    confirmed: bool = False  # by a reviewer
 
     def ref(self) -> str:
         return f"{self.predicate}:{self.key}"
@@ -82,7 +87,7 @@ WHERE type(f) IN $types AND f.status = 'active'
 RETURN u.id AS user_id, type(f) AS predicate, labels(o)[0] AS target_label, o.key AS key,
        coalesce(o.label_en, o.label_zh, o.label_es, o.value, o.key) AS label,
        f.confidence AS confidence, f.valid_from AS valid_from, f.valid_to AS valid_to,
-       f.last_seen AS last_seen
+       f.last_seen AS last_seen, coalesce(f.confirmed, false) AS confirmed
 """
 
 _EXCLUSIVE_CANDIDATES = """
@@ -93,7 +98,7 @@ WHERE type(f) IN $types AND type(g) IN $types AND type(f) <> type(g)
 RETURN u.id AS user_id, type(f) AS predicate, labels(o)[0] AS target_label, o.key AS key,
        coalesce(o.label_en, o.label_zh, o.label_es, o.value, o.key) AS label,
        f.confidence AS confidence, f.valid_from AS valid_from, f.valid_to AS valid_to,
-       f.last_seen AS last_seen
+       f.last_seen AS last_seen, coalesce(f.confirmed, false) AS confirmed
 """
 
 _RULED_TYPES = [p.name for p in PREDICATES.values() if not p.behaviour and (p.functional or p.range_classes)]
@@ -151,6 +156,16 @@ def _newest_first(f: FactRef) -> tuple[str, float]:
     return (f.last_seen or f.valid_from or "", f.confidence)
 
 
+def pick_winner(group: list[FactRef]) -> tuple[FactRef, list[FactRef]]:
+    """The newest evidence wins, unless that would supersede a reviewer-confirmed fact with a
+    winner that is itself unconfirmed and less confident: then the newest confirmed fact wins."""
+    ordered = sorted(group, key=_newest_first, reverse=True)
+    winner = ordered[0]
+    if not winner.confirmed and any(f.confirmed and f.confidence > winner.confidence for f in ordered[1:]):
+        winner = next(f for f in ordered if f.confirmed)
+    return winner, [f for f in ordered if f is not winner]
+
+
 def set_statement(predicate: str, label: str) -> str:
     return _SET_STATUS.replace("{rel}", checked_identifier(predicate)).replace(
         "{label}", checked_identifier(label)
@@ -185,7 +200,7 @@ def supersede_functional(facts: list[FactRef]) -> list[ConflictRecord]:
     for (uid, pred), group in groups.items():
         if len(group) < 2:
             continue
-        winner, *losers = sorted(group, key=_newest_first, reverse=True)
+        winner, losers = pick_winner(group)
         changes = [
             Change(fact=f, new_status="superseded", valid_to=winner.valid_from or winner.last_seen,
                    reason=f"superseded by {winner.label} ({winner.key})")
@@ -219,8 +234,7 @@ def resolve_exclusive(facts: list[FactRef]) -> list[ConflictRecord]:
                 other = preds.get(partner)
                 if other is None:
                     continue
-                pair = sorted([fact, other], key=_newest_first, reverse=True)
-                winner, loser = pair
+                winner, (loser,) = pick_winner([fact, other])
                 cid = _conflict_id("exclusive", uid, [fact.ref(), other.ref()], winner.ref())
                 if cid in seen:
                     continue
@@ -232,7 +246,9 @@ def resolve_exclusive(facts: list[FactRef]) -> list[ConflictRecord]:
                         rule="exclusive",
                         resolution="superseded",
                         detail=f"{winner.predicate} and {loser.predicate} {winner.label} "
-                        f"cannot both hold; the newer {winner.predicate} wins",
+                        f"cannot both hold; the "
+                        f"{'reviewer-confirmed' if winner.confirmed and not loser.confirmed else 'newer'} "
+                        f"{winner.predicate} wins",
                         winner=winner.ref(),
                         changes=[
                             Change(fact=loser, new_status="superseded",
@@ -259,8 +275,9 @@ def class_closure(store: GraphStore, keys: list[str]) -> dict[str, set[str]]:
 
 def quarantine_range(store: GraphStore, facts: list[FactRef]) -> list[ConflictRecord]:
     """The object's Wikidata types must reach the predicate's allowed classes."""
-    ranged = [
-        f for f in facts if PREDICATES[f.predicate].range_classes and f.target_label == "Entity"
+    ranged = [  # a reviewer-confirmed fact is right by definition: its range is not second-guessed
+        f for f in facts
+        if PREDICATES[f.predicate].range_classes and f.target_label == "Entity" and not f.confirmed
     ]
     if not ranged:
         return []

@@ -1,7 +1,7 @@
 """Engine settings: the one place that reads the environment.
 
 Every `PERSONA_*` variable is read here, once, into a nested `Settings` (`llm`, `api`, `db`,
-`export`, `kb`, `data`). Stages, backends, the store, the API and the CLI take the part they need
+`review`, `export`, `kb`, `data`). Stages, backends, the store, the API and the CLI take the part they need
 as explicit arguments; CLI options override fields with `Settings.from_env(**overrides)` and never
 write back into the environment.
 """
@@ -44,7 +44,10 @@ WILDCARD_BINDS = {"0.0.0.0", "::", "*"}  # noqa: S104 - names to recognise, not 
 class ApiSettings(BaseModel):
     """The HTTP API (engine/api)."""
 
-    token: str | None = None
+    token: str | None = None  # the single token (PERSONA_API_TOKEN); its holder is named "api"
+    # Named tokens (PERSONA_API_TOKENS="alice:tok1,bob:tok2"): the name is recorded with every review
+    # judgement, so each reviewer gets their own token.
+    tokens: dict[str, str] = Field(default_factory=dict)
     # Request bodies above this are refused with 413 before the handler reads them.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     # /cypher: rows returned at most (the rest is cut and flagged) and the database-side timeout.
@@ -82,6 +85,16 @@ class DBSettings(BaseModel):
     start_stall_s: float = Field(default=120.0, gt=0)
     # After a bulk ingest of at least this many items, compact the log in the background.
     compact_after_items: int = Field(default=10_000, ge=0)
+
+
+class ReviewSettings(BaseModel):
+    """The review loop (engine/review): quality intervals and the drift alert."""
+
+    # Alert when a batch's fact F1 is more than this many points (0-100) below the previous batch's
+    # interval (its lower bound).
+    alert_points: float = Field(default=5.0, ge=0, le=100)
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # level of every interval
+    bootstrap: int = Field(default=1000, ge=100)  # resamples for F1 / macro-F1 intervals
 
 
 class ExportSettings(BaseModel):
@@ -127,6 +140,7 @@ class Settings(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     db: DBSettings = Field(default_factory=DBSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     kb: KBSettings = Field(default_factory=KBSettings)
     data: DataSettings = Field(default_factory=DataSettings)
@@ -186,6 +200,22 @@ def _float(env: Mapping[str, str], name: str) -> float | None:
         raise ConfigError(f"{name}={raw!r}: expected a number") from None
 
 
+def _named_tokens(env: Mapping[str, str], name: str) -> dict[str, str] | None:
+    """`alice:tok1,bob:tok2` → {"alice": "tok1", "bob": "tok2"}."""
+    items = _list(env, name)
+    if items is None:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        who, sep, token = item.partition(":")
+        if not sep or not who.strip() or not token.strip():
+            raise ConfigError(f"{name}: {item.split(':')[0]!r}… is not name:token")
+        if who.strip() in out:
+            raise ConfigError(f"{name}: the name {who.strip()!r} is given twice")
+        out[who.strip()] = token.strip()
+    return out
+
+
 def _path(env: Mapping[str, str], name: str) -> Path | None:
     raw = _text(env, name)
     return Path(raw).expanduser() if raw else None
@@ -215,6 +245,7 @@ def _read(env: Mapping[str, str]) -> dict[str, object]:
     })
     api = _drop_none({
         "token": _text(env, "PERSONA_API_TOKEN"),
+        "tokens": _named_tokens(env, "PERSONA_API_TOKENS"),
         "max_body_bytes": _int(env, "PERSONA_API_MAX_BODY_BYTES"),
         "cypher_max_rows": _int(env, "PERSONA_API_CYPHER_MAX_ROWS"),
         "cypher_timeout_ms": _int(env, "PERSONA_API_CYPHER_TIMEOUT_MS"),
@@ -238,6 +269,11 @@ def _read(env: Mapping[str, str]) -> dict[str, object]:
         "model_cache": _path(env, "PERSONA_MODEL_CACHE"),
         "llm": llm,
         "api": api,
+        "review": _drop_none({
+            "alert_points": _float(env, "PERSONA_REVIEW_ALERT_POINTS"),
+            "confidence": _float(env, "PERSONA_REVIEW_CONFIDENCE"),
+            "bootstrap": _int(env, "PERSONA_REVIEW_BOOTSTRAP"),
+        }),
         "export": _drop_none({"salt": _text(env, "PERSONA_EXPORT_SALT")}),
         "db": _drop_none({
             "aof_rewrite_percentage": _int(env, "PERSONA_DB_AOF_REWRITE_PERCENT"),

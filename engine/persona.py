@@ -103,6 +103,15 @@ _FORGET_CONFLICTS = """
 MATCH (c:Conflict {user_id: $id})
 DETACH DELETE c
 """
+# Review items and judgements of the user's documents (engine/review): the batch itself stays.
+_FORGET_REVIEW = """
+MATCH (n:ReviewItem {user_id: $id})
+DETACH DELETE n
+"""
+_FORGET_JUDGEMENTS = """
+MATCH (n:Judgement {user_id: $id})
+DETACH DELETE n
+"""
 _FORGET_USER = """
 MATCH (u:User {id: $id})
 DETACH DELETE u
@@ -123,11 +132,14 @@ class ForgetReport(BaseModel):
 
 
 def forget_user(store: GraphStore, user_id: str) -> ForgetReport:
-    """Remove the user, its fact edges, documents, conflicts and memberships. Shared entities stay."""
+    """Remove the user, its fact edges, documents, conflicts, memberships and review judgements.
+    Shared entities (and review batches, minus this user's documents) stay."""
     nil_keys = [r[0] for r in store.ro_query(_FORGET_NIL_CANDIDATES, {"id": user_id}).rows]
     store.query(_FORGET_DOCUMENTS, {"id": user_id})
     store.query(_FORGET_DOCUMENTS_BY_OWNER, {"id": user_id})
     store.query(_FORGET_CONFLICTS, {"id": user_id})
+    store.query(_FORGET_JUDGEMENTS, {"id": user_id})
+    store.query(_FORGET_REVIEW, {"id": user_id})
     removed = store.query(_FORGET_USER, {"id": user_id}).scalar() or 0
     if nil_keys:
         store.query(_FORGET_ORPHAN_NIL, {"keys": nil_keys})

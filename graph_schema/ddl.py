@@ -11,6 +11,13 @@ INDEXED: tuple[tuple[str, str], ...] = (
     ("Document", "id"),
     ("Segment", "id"),
     ("Conflict", "id"),
+    ("ReviewBatch", "id"),
+    ("ReviewItem", "id"),
+    ("ReviewItem", "batch_id"),
+    ("ReviewItem", "user_id"),
+    ("Judgement", "id"),
+    ("Judgement", "item_id"),
+    ("Judgement", "user_id"),
 )
 UNIQUE: tuple[tuple[str, str], ...] = (
     ("User", "id"),
@@ -19,6 +26,9 @@ UNIQUE: tuple[tuple[str, str], ...] = (
     ("Document", "id"),
     ("Segment", "id"),
     ("Conflict", "id"),
+    ("ReviewBatch", "id"),
+    ("ReviewItem", "id"),
+    ("Judgement", "id"),
 )
 
 

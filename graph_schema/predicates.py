@@ -235,8 +235,13 @@ PREDICATES: dict[str, Predicate] = {
 CONTEXT_RELATIONS: tuple[str, ...] = ("INSTANCE_OF", "SUBCLASS_OF", "LOCATED_IN", "MANUFACTURER")
 # Structural relationship types of the graph model.
 STRUCTURAL_RELATIONS: tuple[str, ...] = ("ABOUT", "MEMBER_OF", "HAS_CONFLICT")
-NODE_LABELS: tuple[str, ...] = ("User", "Entity", "Value", "Document", "Segment", "Conflict")
-FACT_STATUSES: tuple[str, ...] = ("active", "superseded", "quarantined")
+# ReviewBatch / ReviewItem / Judgement: the analysts' review loop (engine/review).
+NODE_LABELS: tuple[str, ...] = (
+    "User", "Entity", "Value", "Document", "Segment", "Conflict", "ReviewBatch", "ReviewItem", "Judgement",
+)
+# `rejected`: a reviewer judged the fact wrong (reversible, never deleted; like `quarantined` it is
+# not active, so segments and rules skip it). `confirmed` is a separate flag, not a status.
+FACT_STATUSES: tuple[str, ...] = ("active", "superseded", "quarantined", "rejected")
 
 
 class UnknownPredicateError(ValueError):

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from engine.api import cypher, ingest, segments, users
+from engine.api import cypher, ingest, review, segments, users
 from engine.api.assets import install_ui, missing_vendor_files
 from engine.api.edge import HostAllowlist, SecurityHeaders, UrlGuard
 from engine.api.errors import error_response, install_error_handlers
@@ -87,7 +87,7 @@ def create_app(
         return Health(status="ok", backend=st.backend, graph=settings.graph_name,
                       ui_assets_missing=missing_vendor_files())
 
-    for module in (users, segments, cypher, ingest):
+    for module in (users, segments, cypher, ingest, review):
         app.include_router(module.router)
     install_ui(app)
     return app

@@ -1,4 +1,4 @@
-"""The explorer UI and the offline /docs page. Third-party browser code (Cytoscape.js,
+"""The explorer UI and the offline /docs page. Third-party browser code (Cytoscape.js, Chart.js,
 swagger-ui-dist) comes from engine/ui/node_modules, installed by `npm ci --prefix engine/ui` at
 set-up: nothing is loaded from a CDN, so both pages work without internet."""
 
@@ -19,6 +19,7 @@ INSTALL_HINT = "run `npm ci --prefix engine/ui` (part of `make setup`)"
 # URL name → file inside node_modules; a whitelist, so no path from the request reaches the disk.
 VENDOR_FILES: dict[str, Path] = {
     "cytoscape.min.js": NODE_MODULES / "cytoscape" / "dist" / "cytoscape.min.js",
+    "chart.umd.min.js": NODE_MODULES / "chart.js" / "dist" / "chart.umd.min.js",
     "swagger-ui-bundle.js": NODE_MODULES / "swagger-ui-dist" / "swagger-ui-bundle.js",
     "swagger-ui.css": NODE_MODULES / "swagger-ui-dist" / "swagger-ui.css",
     "favicon-32x32.png": NODE_MODULES / "swagger-ui-dist" / "favicon-32x32.png",

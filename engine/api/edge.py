@@ -76,7 +76,7 @@ class IdConvertor(Convertor[str]):
 register_url_convertor("pid", IdConvertor())
 
 
-ID_ROUTE_PREFIXES = ("/users/", "/segments/")  # the routes whose ids use {…:pid}
+ID_ROUTE_PREFIXES = ("/users/", "/segments/", "/review/")  # the routes whose ids use {…:pid}
 
 
 class UrlGuard:

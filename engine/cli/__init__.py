@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from engine.cli import cypher, db, demo, eval, export, ingest, kb, persona, segment, serve
+from engine.cli import cypher, db, demo, eval, export, ingest, kb, persona, review, segment, serve, train
 from engine.cli._util import EXIT_USAGE, fail
 from engine.config import ConfigError, Settings
 
@@ -48,6 +48,8 @@ app.add_typer(db.db_app, name="db")
 app.add_typer(kb.kb_app, name="kb", help="Build, inspect and query the Wikidata knowledge base.")
 app.add_typer(eval.eval_app, name="eval")
 app.add_typer(segment.segment_app, name="segment")
+app.add_typer(train.train_app, name="train")
+app.add_typer(review.review_app, name="review")
 ingest.register(app)
 persona.register(app)
 app.command("cypher")(cypher.cypher)

@@ -20,6 +20,7 @@ def _prepare(ctx: typer.Context, data_dir: Path | None, top_layers: int, rank: i
     import torch
 
     from engine.extract.encoder import AdapterShape, load_base
+    from engine.extract.encoder.base import record_of
     from engine.train.tasks import new_model
 
     settings = settings_of(ctx)
@@ -28,8 +29,10 @@ def _prepare(ctx: typer.Context, data_dir: Path | None, top_layers: int, rank: i
         fail(f"training data not found at {data}: it lives in ../shared/data (see its README); pass --data-dir",
              EXIT_USAGE)
     torch.manual_seed(seed)
-    base = load_base(settings.model_cache)
-    return data, base, new_model(base.model, AdapterShape(top_layers=top_layers, rank=rank))
+    base = load_base(settings.model_cache, shared=False)  # training wraps (changes) the model
+    record = record_of(settings.model_cache)
+    sha = record.outputs.get("model.safetensors") if record else None
+    return data, base, sha, new_model(base.model, AdapterShape(top_layers=top_layers, rank=rank))
 
 
 def _report(report, out: Path) -> None:
@@ -72,14 +75,14 @@ def facts(
     from engine.train.synthetic import template_examples
     from engine.train.tasks import train_facts
 
-    data, base, model = _prepare(ctx, data_dir, top_layers, rank, seed)
+    data, base, sha, model = _prepare(ctx, data_dir, top_layers, rank, seed)
     extra = template_examples(linkers.get_kb(), per_template=templates, seed=seed) if templates else []
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     target = out or PACKAGED
     with progress_bar() as bar:
         task_id = bar.add_task("training facts", total=None)
         report = train_facts(model, base.tokenizer, data, target, config, extra_examples=extra, max_train=max_train,
-                             progress=_bar_progress(bar, task_id), base_sha256=base.sha256)
+                             progress=_bar_progress(bar, task_id), base_sha256=sha)
     _report(report, target)
 
 
@@ -99,7 +102,7 @@ def sentiment(
     from engine.train.loop import TrainConfig
     from engine.train.tasks import train_sentiment
 
-    data, base, model = _prepare(ctx, data_dir, top_layers, rank, seed)
+    data, base, sha, model = _prepare(ctx, data_dir, top_layers, rank, seed)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     target = out or PACKAGED
     with progress_bar() as bar:
@@ -107,5 +110,5 @@ def sentiment(
         report = train_sentiment(model, base.tokenizer, data, target, config,
                                  langs=[x.strip() for x in langs.split(",") if x.strip()],
                                  per_language=per_language, progress=_bar_progress(bar, task_id),
-                                 base_sha256=base.sha256)
+                                 base_sha256=sha)
     _report(report, target)

@@ -71,3 +71,25 @@ def sentiment_examples(
 
 def split(examples: Iterable, name: Split) -> list:
     return [e for e in examples if e.split == name]
+
+
+def review_examples(path: Path) -> tuple[list[FactExample], list[SentimentExample]]:
+    """Examples from `persona review export --format train` (JSONL): reviewers' judgements, so
+    training can mix corrections in. A row with `spans` is a fact example, one with `label` a
+    sentiment example."""
+    import json
+
+    facts: list[FactExample] = []
+    sentiments: list[SentimentExample] = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if "spans" in row:
+                facts.append(FactExample(**row))
+            elif "label" in row:
+                sentiments.append(SentimentExample(**row))
+            else:
+                raise ValueError(f"{path}: line {n}: neither a fact example (spans) nor a sentiment example (label)")
+    return facts, sentiments

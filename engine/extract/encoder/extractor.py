@@ -5,9 +5,11 @@ encoder, batched, with calibrated confidences. The same interface as the LLM `Ex
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,3 +125,37 @@ class EncoderExtractor:
         probs = np.average(np.stack([softmax(x, temperature) for x in logits]), axis=0, weights=weights)
         best = int(probs.argmax())
         return DocumentSentiment(label=SENTIMENT_LABELS[best], confidence=round(float(probs[best]), 4))
+
+
+_LOADED: dict[tuple[str, str, bool], EncoderExtractor] = {}
+_LOCK = threading.Lock()
+
+
+def load_encoder(model_cache: Path | None, *, weights: Path | None = None,
+                 allow_sensitive: bool = False) -> EncoderExtractor:
+    """The encoder tier with the shipped (or given) task weights, loaded once per process."""
+    from engine.config import Settings
+    from engine.extract.encoder.base import load_base
+    from engine.extract.encoder.weights import PACKAGED, WeightsError, load_task
+
+    cache = Path(model_cache or Settings().model_cache)
+    folder = Path(weights or PACKAGED)
+    key = (str(cache), str(folder), allow_sensitive)
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        metas, states = {}, {}
+        for task in ("facts", "sentiment"):
+            metas[task], states[task] = load_task(folder, task)
+        shape = metas["facts"].adapter_shape()
+        if metas["sentiment"].adapter_shape() != shape:
+            raise WeightsError(f"the facts and sentiment weights in {folder} adapt the encoder differently")
+        model, tokenizer = load_base(cache, shared=False)  # peft wraps (changes) the model it adapts
+        tasks = EncoderTasks(model, ("facts", "sentiment"), shape)
+        for task, state in states.items():
+            tasks.load_task_state(task, state)
+        tasks.eval()
+        extractor = EncoderExtractor(tasks, tokenizer, metas, allow_sensitive=allow_sensitive,
+                                     pad_id=tokenizer.pad_token_id or 1)
+        _LOADED[key] = extractor
+        return extractor

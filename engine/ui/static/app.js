@@ -34,6 +34,9 @@ class ApiError extends Error {
 
 async function api(path, { method = "GET", body } = {}) {
   const init = { method, headers: { Accept: "application/json" } };
+  // Writes carry the reviewer's token (kept for this browser tab only); reads need none.
+  const token = sessionStorage.getItem("persona-token");
+  if (method !== "GET" && token) init.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -102,6 +105,8 @@ const GRAPH_STYLE = [
     "line-style": "dashed", "line-dash-pattern": [6, 4], "line-color": "#9aa0a6", "target-arrow-color": "#9aa0a6", color: "#9aa0a6" } },
   { selector: "edge.quarantined", style: {
     "line-style": "dashed", "line-dash-pattern": [2, 3], "line-color": "#d93025", "target-arrow-color": "#d93025", color: "#d93025" } },
+  { selector: "edge.rejected", style: {
+    "line-style": "dotted", "line-color": "#b3261e", "target-arrow-color": "#b3261e", color: "#b3261e", opacity: 0.7 } },
   { selector: ":selected", style: { "overlay-color": "#f5a623", "overlay-opacity": 0.3, "overlay-padding": 5 } },
 ];
 
@@ -239,7 +244,7 @@ const state = {
 window.personaUI = state; // handy in the browser console and for the browser tests
 
 function showView(name) {
-  for (const v of ["users", "segments", "cypher"]) $(`#view-${v}`).hidden = v !== name;
+  for (const v of ["users", "segments", "cypher", "review", "quality"]) $(`#view-${v}`).hidden = v !== name;
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === name);
 }
 
@@ -255,6 +260,12 @@ async function route() {
       if (arg) await openSegment(arg, 0);
     } else if (head === "cypher") {
       showView("cypher");
+    } else if (head === "review") {
+      showView("review");
+      await openReview(rest[0] || null, rest.slice(1).join("/") || null);
+    } else if (head === "quality") {
+      showView("quality");
+      await loadQuality();
     } else {
       showView("users");
       if (state.lastSearch === null) await search($("#search-input").value);
@@ -543,6 +554,345 @@ function selectTab(name) {
   if (name === "graph") drawCypherGraph();
 }
 
+// --- review: one document at a time ------------------------------------------------------------
+
+const SENTIMENTS = ["negative", "neutral", "positive"];
+const rv = {
+  batches: [], detail: null, item: null, options: null,
+  verdicts: new Map(), // ref → {verdict, predicate?, object?}
+  missing: [], // [{predicate, object, evidence}]
+  sentiment: null, // {verdict, label?}
+  selected: 0,
+};
+state.review = rv;
+
+async function loadBatches() {
+  rv.batches = await api("/review/batches");
+  put($("#batch-table tbody"), ...rv.batches.map((b) => el("tr", {
+    class: `clickable${rv.detail && rv.detail.batch.id === b.id ? " selected" : ""}`, "data-batch": b.id,
+    onclick: () => { location.hash = `#/review/${encodeURIComponent(b.id)}`; },
+  }, el("td", {}, el("strong", {}, b.id), el("div", { class: "muted" }, `${b.period} · seed ${b.seed}`)),
+  el("td", { class: "num" }, `${b.judged}/${b.size}`))));
+  $("#batch-empty").hidden = rv.batches.length > 0;
+}
+
+async function openReview(batchId, docId) {
+  if (!rv.options) rv.options = await api("/review/options");
+  await loadBatches();
+  if (!batchId) {
+    if (rv.batches.length) location.hash = `#/review/${encodeURIComponent(rv.batches[rv.batches.length - 1].id)}`;
+    return;
+  }
+  rv.detail = await api(`/review/batches/${encodeURIComponent(batchId)}`);
+  await loadBatches();
+  if (!docId) {
+    const open = rv.detail.items.find((i) => i.state === "pending") || rv.detail.items[0];
+    if (open) location.hash = `#/review/${encodeURIComponent(batchId)}/${encodeURIComponent(open.doc_id)}`;
+    renderItemList();
+    return;
+  }
+  await openItem(batchId, docId);
+}
+
+function renderItemList() {
+  const d = rv.detail;
+  const done = d.items.filter((i) => i.state === "done").length;
+  $("#item-list-title").textContent = `${d.batch.id}: ${done} of ${d.items.length} judged`;
+  put($("#item-list"), ...d.items.map((i) => el("li", {
+    class: `${i.state}${rv.item && rv.item.doc_id === i.doc_id ? " current" : ""}`, "data-doc": i.doc_id,
+  }, el("a", { href: `#/review/${encodeURIComponent(d.batch.id)}/${encodeURIComponent(i.doc_id)}` },
+    `${i.doc_id} (${i.lang || "?"}, ${i.n_facts} facts)`))));
+}
+
+async function openItem(batchId, docId) {
+  const item = await api(`/review/batches/${encodeURIComponent(batchId)}/items/${encodeURIComponent(docId)}`);
+  const same = rv.item && rv.item.batch_id === item.batch_id && rv.item.doc_id === item.doc_id && rv.item.rev === item.rev;
+  rv.item = item;
+  if (same) { renderItemList(); renderReview(); return; } // the same document again: keep the verdicts in progress
+  rv.verdicts = new Map();
+  rv.missing = [];
+  rv.sentiment = null;
+  rv.selected = 0;
+  for (const j of item.judgements) { // resume: a judged document opens with its verdicts
+    if (j.kind === "fact") rv.verdicts.set(j.ref, { verdict: j.verdict, predicate: j.fix_predicate, object: j.fix_object });
+    else if (j.kind === "missing") rv.missing.push({ predicate: j.predicate, object: j.object, span: j.span });
+    else if (j.kind === "sentiment") rv.sentiment = { verdict: j.verdict, label: j.label };
+  }
+  hideForms();
+  $("#review-doc").hidden = false;
+  $("#review-status").textContent = item.state === "done" ? `judged by ${item.judged_by} at ${fmtTime(item.judged_at)}` : "";
+  put($("#review-head"), el("h2", {}, `Document ${item.position + 1} of ${item.of}`,
+    el("span", { class: "muted" }, ` · ${item.doc_id} · ${item.lang || "?"} · ${fmtTime(item.ts)}`)));
+  const done = rv.detail.items.filter((i) => i.state === "done").length;
+  $("#review-progress-bar").style.width = `${Math.round((100 * done) / Math.max(rv.detail.items.length, 1))}%`;
+  renderItemList();
+  renderReview();
+}
+
+function renderReview() {
+  const item = rv.item;
+  // The text with each fact's evidence span (and added facts' spans) highlighted; textContent only.
+  const marks = [];
+  item.facts.forEach((f, i) => { if (f.span) marks.push({ start: f.span[0], end: f.span[1], ref: f.ref, i }); });
+  rv.missing.forEach((m) => { if (m.span) marks.push({ start: m.span[0], end: m.span[1], added: true }); });
+  marks.sort((a, b) => a.start - b.start || b.end - a.end);
+  const parts = [];
+  let at = 0;
+  for (const m of marks) {
+    if (m.start < at) continue; // overlapping spans: the first one is drawn
+    parts.push(item.text.slice(at, m.start));
+    const v = m.ref ? rv.verdicts.get(m.ref) : null;
+    const cls = [m.added ? "added" : "", v ? `v-${v.verdict}` : "", m.i === rv.selected ? "sel" : ""].join(" ").trim();
+    parts.push(el("mark", { class: cls, "data-ref": m.ref || null, title: m.ref || "added" }, item.text.slice(m.start, m.end)));
+    at = m.end;
+  }
+  parts.push(item.text.slice(at));
+  put($("#review-text"), ...parts);
+  const eng = $("#engine-sentiment");
+  eng.textContent = item.sentiment || "none";
+  eng.className = `badge ${item.sentiment || "neutral"}`;
+  const s = rv.sentiment;
+  $("#sentiment-verdict").textContent = !s ? "not judged yet"
+    : s.verdict === "correct" ? "✓ correct" : `✗ wrong, it is ${s.label}`;
+  put($("#review-facts tbody"), ...item.facts.map((f, i) => {
+    const v = rv.verdicts.get(f.ref);
+    const now = item.current_status[f.ref];
+    return el("tr", { class: `clickable${i === rv.selected ? " sel" : ""}`, "data-ref": f.ref,
+      onclick: () => { rv.selected = i; renderReview(); } },
+    el("td", {}, el("span", { class: "dot", style: `background:${predicateColour(f.predicate)}` }), `${f.predicate} → ${f.label}`),
+    el("td", {}, f.tier),
+    el("td", { class: "num" }, fmtConf(f.confidence)),
+    el("td", {}, el("span", { class: `badge ${now || "rejected"}` }, now || "gone")),
+    el("td", { class: "verdict-cell" }, v ? el("span", { class: `verdict ${v.verdict}` },
+      v.verdict === "fix" ? `fix → ${v.predicate} ${v.object}` : v.verdict) : el("span", { class: "muted" }, "—")));
+  }));
+  if (!item.facts.length) $("#review-facts tbody").append(el("tr", {}, el("td", { class: "muted", colspan: 5 }, "The engine found no facts here.")));
+  put($("#missing-list"), ...rv.missing.map((m, k) => el("li", { "data-missing": k },
+    `+ ${m.predicate} → ${m.object}`, m.span ? el("span", { class: "muted" }, ` “${item.text.slice(m.span[0], m.span[1])}”`) : "",
+    " ", el("a", { href: "#", onclick: (e) => { e.preventDefault(); rv.missing.splice(k, 1); renderReview(); } }, "remove"))));
+  if (!rv.missing.length) $("#missing-list").append(el("li", { class: "muted" }, "None added (a adds one)."));
+}
+
+function setVerdict(verdict, extra = {}) {
+  const f = rv.item.facts[rv.selected];
+  if (!f) return;
+  rv.verdicts.set(f.ref, { verdict, ...extra });
+  if (rv.selected < rv.item.facts.length - 1) rv.selected += 1;
+  renderReview();
+}
+
+function setSentiment(label) {
+  const engine = rv.item.sentiment;
+  rv.sentiment = label === null || label === engine ? { verdict: "correct" } : { verdict: "wrong", label };
+  if (rv.sentiment.verdict === "correct" && !engine) { rv.sentiment = null; throw new Error("The engine stored no sentiment here: pick the label (1/2/3)."); }
+  renderReview();
+}
+
+function fillPredicates(select, chosen) {
+  put(select, ...rv.options.predicates.map((p) => el("option", { value: p, selected: p === chosen }, p)));
+}
+
+function hideForms() {
+  // Give the keyboard back to the page: a hidden input keeps focus otherwise and would eat the keys.
+  const active = document.activeElement;
+  if (active && active.closest && active.closest(".fact-form")) active.blur();
+  $("#fix-form").hidden = true;
+  $("#add-form").hidden = true;
+}
+
+function openFix() {
+  const f = rv.item.facts[rv.selected];
+  if (!f) return;
+  hideForms();
+  fillPredicates($("#fix-predicate"), f.predicate);
+  $("#fix-object").value = f.label;
+  $("#fix-title").textContent = `Fix ${f.predicate} → ${f.label}`;
+  $("#fix-form").hidden = false;
+  $("#fix-object").focus();
+  $("#fix-object").select();
+}
+
+function openAdd() {
+  hideForms();
+  fillPredicates($("#add-predicate"), "LIKES");
+  $("#add-object").value = "";
+  const sel = String(window.getSelection() || "").trim();
+  $("#add-evidence").value = sel && rv.item.text.includes(sel) ? sel : "";
+  $("#add-form").hidden = false;
+  $("#add-predicate").focus();
+}
+
+function nextOpenDoc(after) {
+  const items = rv.detail.items;
+  const pos = items.findIndex((i) => i.doc_id === after);
+  const order = [...items.slice(pos + 1), ...items.slice(0, pos + 1)];
+  return order.find((i) => i.state === "pending" && i.doc_id !== after) || null;
+}
+
+function gotoDoc(doc) {
+  location.hash = `#/review/${encodeURIComponent(rv.detail.batch.id)}/${encodeURIComponent(doc)}`;
+}
+
+function move(step) {
+  const items = rv.detail.items;
+  const pos = items.findIndex((i) => i.doc_id === rv.item.doc_id);
+  const next = items[pos + step];
+  if (next) gotoDoc(next.doc_id);
+}
+
+async function saveItem() {
+  const item = rv.item;
+  const unjudged = item.facts.filter((f) => !rv.verdicts.has(f.ref));
+  if (unjudged.length) throw new Error(`Judge every fact first: ${unjudged.map((f) => `${f.predicate} → ${f.label}`).join(", ")}`);
+  if (!rv.sentiment) throw new Error("Judge the sentiment first (s, or 1/2/3).");
+  const body = {
+    rev: item.rev,
+    facts: item.facts.map((f) => {
+      const v = rv.verdicts.get(f.ref);
+      return v.verdict === "fix" ? { ref: f.ref, verdict: "fix", predicate: v.predicate, object: v.object } : { ref: f.ref, verdict: v.verdict };
+    }),
+    missing: rv.missing.map((m) => (m.span ? { predicate: m.predicate, object: m.object, span: m.span }
+      : { predicate: m.predicate, object: m.object, evidence: m.evidence })),
+    sentiment: rv.sentiment,
+  };
+  $("#review-status").textContent = "saving…";
+  const batchId = rv.detail.batch.id;
+  const res = await api(`/review/batches/${encodeURIComponent(batchId)}/items/${encodeURIComponent(item.doc_id)}`, { method: "PUT", body });
+  rv.detail = await api(`/review/batches/${encodeURIComponent(batchId)}`);
+  await loadBatches();
+  $("#review-status").textContent = `saved (${res.rejected} rejected, ${res.confirmed} confirmed, ${res.added} added)`;
+  const next = nextOpenDoc(item.doc_id);
+  if (next) gotoDoc(next.doc_id);
+  else {
+    await openItem(batchId, item.doc_id);
+    $("#review-status").textContent = "Batch complete: every document is judged. See Quality.";
+  }
+}
+
+function typing(e) {
+  const t = e.target;
+  return t && ["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(t.tagName);
+}
+
+function wireReview() {
+  const token = $("#review-token");
+  token.value = sessionStorage.getItem("persona-token") || "";
+  token.addEventListener("input", () => sessionStorage.setItem("persona-token", token.value.trim()));
+  $("#review-save").addEventListener("click", guard(saveItem));
+  $("#review-next").addEventListener("click", () => move(1));
+  $("#review-prev").addEventListener("click", () => move(-1));
+  $("#fix-form").addEventListener("submit", guard(async (e) => {
+    e.preventDefault();
+    const object = $("#fix-object").value.trim();
+    if (!object) throw new Error("The fix needs an object.");
+    hideForms();
+    setVerdict("fix", { predicate: $("#fix-predicate").value, object });
+  }));
+  $("#add-form").addEventListener("submit", guard(async (e) => {
+    e.preventDefault();
+    const object = $("#add-object").value.trim();
+    const evidence = $("#add-evidence").value;
+    if (!object) throw new Error("The missing fact needs an object.");
+    const start = evidence ? rv.item.text.indexOf(evidence) : -1;
+    if (start < 0) throw new Error(`The evidence “${evidence}” is not in the text: select the words in the text.`);
+    rv.missing.push({ predicate: $("#add-predicate").value, object, span: [start, start + evidence.length] });
+    hideForms();
+    renderReview();
+  }));
+  for (const b of document.querySelectorAll(".fact-form [data-cancel]")) b.addEventListener("click", hideForms);
+  document.addEventListener("keydown", (e) => {
+    if ($("#view-review").hidden || !rv.item) return;
+    if (e.key === "Escape") { hideForms(); if (e.target.blur) e.target.blur(); return; }
+    if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+    const n = rv.item.facts.length;
+    const actions = {
+      j: () => { rv.selected = Math.min(n - 1, rv.selected + 1); renderReview(); },
+      ArrowDown: () => { rv.selected = Math.min(n - 1, rv.selected + 1); renderReview(); },
+      k: () => { rv.selected = Math.max(0, rv.selected - 1); renderReview(); },
+      ArrowUp: () => { rv.selected = Math.max(0, rv.selected - 1); renderReview(); },
+      c: () => setVerdict("correct"),
+      w: () => setVerdict("wrong"),
+      f: openFix,
+      a: openAdd,
+      s: () => setSentiment(null),
+      1: () => setSentiment("negative"),
+      2: () => setSentiment("neutral"),
+      3: () => setSentiment("positive"),
+      n: () => move(1),
+      p: () => move(-1),
+      Enter: saveItem,
+    };
+    const act = actions[e.key];
+    if (!act) return;
+    e.preventDefault();
+    guard(act)();
+  });
+}
+
+// --- quality over time -------------------------------------------------------------------------
+
+const pct = (v) => (v === null || v === undefined ? "—" : Number(v).toFixed(3));
+function fmtInterval(i) {
+  if (!i || i.value === null || i.value === undefined) return "—";
+  if (i.low === null || i.low === undefined) return pct(i.value);
+  const wide = i.high - i.low > 0.2;
+  return el("span", { class: wide ? "wide-ci" : "", title: wide ? "wide interval: few documents" : "" },
+    `${pct(i.value)} [${Number(i.low).toFixed(2)}–${Number(i.high).toFixed(2)}]`);
+}
+
+async function loadQuality() {
+  const q = await api("/review/quality");
+  state.quality = q;
+  const banner = $("#quality-alert");
+  banner.hidden = !q.alert;
+  banner.textContent = q.alert ? `Quality alert: ${q.alert.message}` : "";
+  $("#quality-note").textContent = `${q.note}. A batch of ~100 documents gives intervals of ±0.1 or more: `
+    + "compare months by their intervals, not their points.";
+  put($("#quality-table tbody"), ...q.batches.map((b) => {
+    const m = b.metrics;
+    return el("tr", { "data-batch": b.batch_id },
+      el("td", {}, el("a", { href: `#/review/${encodeURIComponent(b.batch_id)}` }, b.batch_id)),
+      el("td", {}, b.period), el("td", { class: "num" }, `${b.judged}/${b.size}`),
+      el("td", {}, m ? fmtInterval(m.facts.precision) : "—"), el("td", {}, m ? fmtInterval(m.facts.recall) : "—"),
+      el("td", { class: "f1" }, m ? fmtInterval(m.facts.f1) : "—"), el("td", {}, m ? fmtInterval(m.sentiment.macro_f1) : "—"),
+      el("td", { class: "reason" }, b.note || ""));
+  }));
+  drawQualityChart(q);
+  const latest = [...q.batches].reverse().find((b) => b.metrics);
+  $("#slices-title").textContent = latest ? `${latest.batch_id} by language, predicate and extractor tier` : "Nothing judged yet";
+  put($("#quality-slices"), ...(latest ? [["language", latest.metrics.by_lang], ["predicate", latest.metrics.by_predicate],
+    ["extractor tier", latest.metrics.by_tier]].map(([title, rows]) => el("table", { class: "grid small", "data-slice": title },
+    el("thead", {}, el("tr", {}, ...[title, "TP", "FP", "FN", "precision", "recall", "F1"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map((s) => el("tr", {}, el("td", {}, s.key), el("td", {}, s.tp), el("td", {}, s.fp),
+      el("td", {}, s.fn ?? "—"), el("td", {}, fmtInterval(s.precision)), el("td", {}, fmtInterval(s.recall)),
+      el("td", {}, fmtInterval(s.f1))))))) : []));
+}
+
+function drawQualityChart(q) {
+  if (typeof Chart === "undefined") throw new Error("Chart.js is not installed on the server: run `npm ci --prefix engine/ui`.");
+  const labels = q.batches.map((b) => `${b.batch_id} (${b.period})`);
+  const pick = (f) => q.batches.map((b) => (b.metrics ? f(b.metrics) : null));
+  const datasets = [
+    { label: "F1 interval high", data: pick((m) => m.facts.f1 && m.facts.f1.high), borderWidth: 0, pointRadius: 0, fill: false },
+    { label: "F1 interval", data: pick((m) => m.facts.f1 && m.facts.f1.low), borderWidth: 0, pointRadius: 0,
+      fill: "-1", backgroundColor: "rgba(47,111,179,0.15)" },
+    { label: "fact F1", data: pick((m) => m.facts.f1 && m.facts.f1.value), borderColor: "#2f6fb3", backgroundColor: "#2f6fb3", borderWidth: 3 },
+    { label: "precision", data: pick((m) => m.facts.precision.value), borderColor: "#2e8b57", backgroundColor: "#2e8b57", borderDash: [4, 3] },
+    { label: "recall", data: pick((m) => m.facts.recall && m.facts.recall.value), borderColor: "#e07b39", backgroundColor: "#e07b39", borderDash: [4, 3] },
+    { label: "sentiment macro-F1", data: pick((m) => m.sentiment.macro_f1.value), borderColor: "#8e44ad", backgroundColor: "#8e44ad" },
+  ];
+  if (state.qualityChart) state.qualityChart.destroy();
+  state.qualityChart = new Chart($("#quality-chart"), {
+    type: "line",
+    data: { labels, datasets },
+    options: {
+      animation: false, maintainAspectRatio: false, spanGaps: true,
+      scales: { x: { offset: true }, y: { min: 0, max: 1, title: { display: true, text: "score" } } },
+      plugins: { legend: { labels: { filter: (item) => item.text !== "F1 interval high" } } },
+    },
+  });
+}
+
 // --- wiring ------------------------------------------------------------------------------------
 
 function guard(fn) {
@@ -569,6 +919,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); $("#cypher-form").requestSubmit(); }
   });
   for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => selectTab(b.dataset.tab));
+  wireReview();
   window.addEventListener("hashchange", route);
   route();
 });
