@@ -1,0 +1,75 @@
+"""Facts as token tagging: spans ↔ BIO tags through real tokenizer offsets, windows, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.extract.encoder.runner import windows
+from engine.extract.encoder.tagging import IGNORE, TAG_ID, TAGS, Span, decode_spans, encode_tags
+from engine.extract.encoder.weights import Calibration
+from engine.train.calibrate import ece, fit_platt, fit_temperature
+
+
+def one_hot(tags: list[int]) -> np.ndarray:
+    probs = np.full((len(tags), len(TAGS)), 0.01)
+    for i, t in enumerate(tags):
+        probs[i, t if t != IGNORE else 0] = 0.9
+    return probs
+
+
+OFFSETS = [(0, 0), (0, 1), (2, 6), (7, 10), (10, 12), (13, 15), (15, 17), (0, 0)]  # "i love jazz music" + specials
+
+
+def test_tags_from_spans_and_back() -> None:
+    text = "i love jazzmu si ck"
+    spans = [Span(start=7, end=12, predicate="LIKES")]
+    tags = encode_tags(OFFSETS, spans)
+    assert tags[0] == tags[-1] == IGNORE
+    assert tags[3] == TAG_ID["LIKES-B"] and tags[4] == TAG_ID["LIKES-I"] and tags[5] == TAG_ID["O"]
+    (span,) = decode_spans(text, OFFSETS, one_hot(tags))
+    assert (span.start, span.end, span.predicate, span.text) == (7, 12, "LIKES", "jazzm")
+    assert span.confidence == pytest.approx(0.9 / (0.9 + 0.01 * (len(TAGS) - 1)), rel=0.2)
+
+
+def test_two_adjacent_spans_of_different_predicates_stay_apart() -> None:
+    spans = [Span(start=2, end=6, predicate="OWNS"), Span(start=7, end=12, predicate="LIKES")]
+    tags = encode_tags(OFFSETS, spans)
+    decoded = decode_spans("i love jazzmu si ck", OFFSETS, one_hot(tags))
+    assert [(s.predicate, s.text) for s in decoded] == [("OWNS", "love"), ("LIKES", "jazzm")]
+
+
+def test_an_i_tag_without_b_starts_a_span_and_the_weakest_token_sets_confidence() -> None:
+    probs = one_hot([IGNORE, TAG_ID["O"], TAG_ID["O"], TAG_ID["LIKES-I"], TAG_ID["LIKES-I"], TAG_ID["O"],
+                     TAG_ID["O"], IGNORE])
+    probs[4, TAG_ID["LIKES-I"]] = 0.5
+    (span,) = decode_spans("i love jazzmu si ck", OFFSETS, probs)
+    assert span.text == "jazzm" and span.confidence < 0.9
+
+
+def test_windows_cut_at_sentence_ends_and_keep_offsets() -> None:
+    text = "I love jazz. " * 60 + "The end"
+    parts = windows([text, "short"], max_chars=200)
+    mine = [w for w in parts if w.doc == 0]
+    assert "".join(w.text for w in mine) == text
+    assert all(len(w.text) <= 200 for w in mine) and all(w.text.endswith(". ") for w in mine[:-1])
+    assert [w.text for w in parts if w.doc == 1] == ["short"]
+    assert all(text[w.start : w.start + len(w.text)] == w.text for w in mine)
+
+
+def test_platt_calibration_fits_and_ece_measures() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.05, 0.95, 4000)
+    truth = rng.uniform(0, 1, 4000) < raw**2  # over-confident raw scores
+    a, b = fit_platt(raw, truth)
+    cal = Calibration(kind="platt", a=a, b=b)
+    fixed = [cal.apply(x) for x in raw]
+    assert ece(fixed, truth) < ece(raw, truth) and ece(fixed, truth) < 0.05
+
+
+def test_temperature_softens_an_over_confident_classifier() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 3000)
+    logits = rng.normal(0, 1, (3000, 3))
+    logits[np.arange(3000), labels] += 1.0
+    assert fit_temperature(logits * 5, labels) > 2.0
