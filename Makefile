@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml tools/cypherlint/package-lock.json engine/ui/package-lo
 	npm ci --prefix tools/cypherlint --no-audit --no-fund --loglevel=error
 	# --ignore-scripts: a swagger-ui-dist dependency's install script phones home
 	npm ci --prefix engine/ui --ignore-scripts --no-audit --no-fund --loglevel=error
+	@echo "==> Preparing model files (encoder conversion ~12 s, LLM join a few seconds)"
+	$(BIN)/persona setup
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from engine.cli import cypher, db, demo, eval, export, ingest, kb, persona, review, segment, serve, train
+from engine.cli import cypher, db, demo, eval, export, ingest, kb, persona, review, segment, serve, setup, train
 from engine.cli._util import EXIT_USAGE, fail
 from engine.config import ConfigError, Settings
 
@@ -55,5 +55,6 @@ persona.register(app)
 app.command("cypher")(cypher.cypher)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
+app.command("setup")(setup.setup)
 app.command("export")(export.export)
 

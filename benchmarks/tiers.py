@@ -1,0 +1,72 @@
+"""Short documents per second for each extractor tier, measured in the same run, and the memory of
+the process that holds them.
+
+    .venv/bin/python benchmarks/tiers.py --n 512 --n-llm 12
+
+- encoder: batches of 64 through the fine-tuned encoder (facts + sentiment);
+- cascade: the same documents, the LLM reading only the escalated ones (the share is printed);
+- llm: the LLM tier alone on `--n-llm` of them (the baseline; slow).
+Prints docs/s, the ratio to the LLM tier, the share the cascade escalated and the process's peak RSS.
+Numbers, not assertions. The texts: a seeded mix of short en/zh/es rows from ../shared/data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.extraction import short_texts  # noqa: E402
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(label: str, run, n: int) -> float:
+    started = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - started
+    rate = n / seconds
+    print(f"{label:<8} {n:>5} docs in {seconds:7.2f} s = {rate:8.2f} docs/s   (peak RSS {rss_mb():.0f} MB)")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--n-llm", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    from engine.config import Settings
+    from engine.extract import make_tier
+    from engine.extract.cascade import CascadeExtractor
+
+    settings = Settings.from_env()
+    docs = short_texts(args.n, args.seed)
+    texts, langs = [t for t, _ in docs], [lang for _, lang in docs]
+    print(f"{len(texts)} short documents (≤ 300 characters), en/zh/es; 2 cores\n")
+    encoder = make_tier("encoder", settings.llm, model_cache=settings.model_cache)
+    encoder.extract_batch(texts[:8], langs[:8])  # warm-up: load, first allocation
+    enc = timed("encoder", lambda: [encoder.extract_batch(texts[k : k + 64], langs[k : k + 64])
+                                    for k in range(0, len(texts), 64)], len(texts))
+    llm = make_tier("llm", settings.llm, model_cache=settings.model_cache)
+    llm.extract(texts[0], langs[0])  # warm-up: the prefix cache
+    base = timed("llm", lambda: [llm.extract(t, lang) for t, lang in zip(texts[: args.n_llm], langs[: args.n_llm],
+                                                                           strict=True)], args.n_llm)
+    cascade = CascadeExtractor(encoder, lambda: llm, encoder.cascade_policy())
+    results: list = []
+    cas = timed("cascade", lambda: [results.extend(cascade.extract_batch(texts[k : k + 64], langs[k : k + 64]))
+                                    for k in range(0, len(texts), 64)], len(texts))
+    share = sum(r.llm_calls > 0 for r in results) / max(len(results), 1)
+    print(f"\ncascade sent {share:.1%} of the documents to the LLM")
+    print(f"ratios to the LLM tier: encoder {enc / base:.0f}x, cascade {cas / base:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
