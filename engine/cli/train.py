@@ -67,15 +67,27 @@ def facts(
     rank: int = typer.Option(8, min=1, help="LoRA rank"),
     templates: int = typer.Option(60, min=0, help="Template sentences per template over KB vocabulary (0: none)"),
     max_train: int | None = typer.Option(None, help="Use at most this many PersonaExt training sentences"),
+    calibrate_only: bool = typer.Option(
+        False, "--calibrate-only", help="Keep the weights in --out; refit calibration and thresholds on dev"),
+    resume: Path | None = typer.Option(None, "--resume", help="Start from the facts weights in this folder"),
 ) -> None:
     """Facts as token tagging on PersonaExt's train split (+ templates), threshold and calibration on dev."""
     import linkers
-    from engine.extract.encoder.weights import PACKAGED
+    from engine.extract.encoder.weights import PACKAGED, load_task
     from engine.train.loop import TrainConfig
     from engine.train.synthetic import template_examples
-    from engine.train.tasks import train_facts
+    from engine.train.tasks import recalibrate_facts, train_facts
 
+    if calibrate_only or resume:
+        shape = load_task(resume or out or PACKAGED, "facts")[0].shape
+        top_layers, rank = shape["top_layers"], shape["rank"]
     data, base, sha, model = _prepare(ctx, data_dir, top_layers, rank, seed)
+    if calibrate_only:
+        dev = recalibrate_facts(model, base.tokenizer, data, out or PACKAGED)
+        console.print(f"recalibrated on dev: {json.dumps(dev)}")
+        return
+    if resume:
+        model.load_task_state("facts", load_task(resume, "facts")[1])
     extra = template_examples(linkers.get_kb(), per_template=templates, seed=seed) if templates else []
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     target = out or PACKAGED

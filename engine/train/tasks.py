@@ -139,23 +139,49 @@ def train_facts(
         return score_facts(dev_predictions(), rows, 0.5)
 
     result = train(model, "facts", cache, targets, evaluate, config, score_key="f1", progress=progress)
-    preds = dev_predictions()
-    a, b = fit_platt(*calibration_pairs(preds, rows))
+    meta, dev = calibrate_facts(dev_predictions(), rows, raw_meta.model_copy(update={"base_sha256": base_sha256}))
+    save_task(out_dir, meta, model.task_state("facts"))
+    sizes = {"train_personaext": len(train_ex) - len(extra_examples), "train_templates": len(extra_examples),
+             "dev": len(rows)}
+    return TaskReport(task="facts", sizes=sizes, result=result, dev=dev, meta=meta,
+                      seconds=round(time.perf_counter() - started, 1))
+
+
+def calibrate_facts(
+    predictions: list[list[tuple[str, str, float]]], rows: Sequence[PersonaRow], meta: TaskMeta
+) -> tuple[TaskMeta, dict[str, Any]]:
+    """Platt scaling, the confidence threshold and the cascade's unsure floor, all on dev."""
+    a, b = fit_platt(*calibration_pairs(predictions, rows))
     calibration = Calibration(kind="platt", a=a, b=b)
-    calibrated = [[(p, o, calibration.apply(c)) for p, o, c in row] for row in preds]
+    calibrated = [[(p, o, calibration.apply(c)) for p, o, c in row] for row in predictions]
     threshold = choose_threshold(calibrated, rows)
     unsure_from = choose_unsure_from(calibrated, threshold)
     scores, correct = calibration_pairs(calibrated, rows)
     dev = {**score_facts(calibrated, rows, threshold), "ece": round(ece(scores, correct), 4),
            "min_confidence": threshold, "unsure_from": unsure_from}
     thresholds = {"min_confidence": threshold, "unsure_from": unsure_from}
-    meta = raw_meta.model_copy(update={"calibration": calibration, "thresholds": thresholds,
-                                       "base_sha256": base_sha256, "metrics": {"dev": dev}})
-    save_task(out_dir, meta, model.task_state("facts"))
-    sizes = {"train_personaext": len(train_ex) - len(extra_examples), "train_templates": len(extra_examples),
-             "dev": len(rows)}
-    return TaskReport(task="facts", sizes=sizes, result=result, dev=dev, meta=meta,
-                      seconds=round(time.perf_counter() - started, 1))
+    metrics = {**meta.metrics, "dev": dev}
+    return meta.model_copy(update={"calibration": calibration, "thresholds": thresholds, "metrics": metrics}), dev
+
+
+def recalibrate_facts(
+    model: EncoderTasks, tokenizer: Any, data_dir: Path, folder: Path, *, max_tokens: int = 128
+) -> dict[str, Any]:
+    """Refit calibration and thresholds of saved facts weights on dev (after a decoding change)."""
+    from engine.extract.encoder.extractor import EncoderExtractor
+    from engine.extract.encoder.weights import load_task
+
+    meta, state = load_task(folder, "facts")
+    model.load_task_state("facts", state)
+    rows = _dev_rows(data_dir)
+    cache = build_cache(model, tokenizer, [r.sentence for r in rows], max_tokens=max_tokens)
+    raw = meta.model_copy(update={"thresholds": {"min_confidence": 0.0}, "calibration": Calibration(kind="none")})
+    grounding = EncoderExtractor(model, tokenizer, {"facts": raw})
+    preds = fact_predictions(grounding, [r.sentence for r in rows], predict(model, "facts", cache),
+                             [enc.offsets for enc in cache.encoded])
+    meta, dev = calibrate_facts(preds, rows, meta)
+    save_task(folder, meta, state)
+    return dev
 
 
 # --- sentiment --------------------------------------------------------------------------------

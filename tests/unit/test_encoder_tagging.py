@@ -18,33 +18,41 @@ def one_hot(tags: list[int]) -> np.ndarray:
     return probs
 
 
-OFFSETS = [(0, 0), (0, 1), (2, 6), (7, 10), (10, 12), (13, 15), (15, 17), (0, 0)]  # "i love jazz music" + specials
+TEXT = "i love jazz music"
+OFFSETS = [(0, 0), (0, 1), (2, 6), (7, 10), (10, 11), (12, 17), (0, 0)]  # i|love|jaz z|music + specials
 
 
 def test_tags_from_spans_and_back() -> None:
-    text = "i love jazzmu si ck"
-    spans = [Span(start=7, end=12, predicate="LIKES")]
+    spans = [Span(start=7, end=11, predicate="LIKES")]
     tags = encode_tags(OFFSETS, spans)
     assert tags[0] == tags[-1] == IGNORE
     assert tags[3] == TAG_ID["LIKES-B"] and tags[4] == TAG_ID["LIKES-I"] and tags[5] == TAG_ID["O"]
-    (span,) = decode_spans(text, OFFSETS, one_hot(tags))
-    assert (span.start, span.end, span.predicate, span.text) == (7, 12, "LIKES", "jazzm")
+    (span,) = decode_spans(TEXT, OFFSETS, one_hot(tags))
+    assert (span.start, span.end, span.predicate, span.text) == (7, 11, "LIKES", "jazz")
     assert span.confidence == pytest.approx(0.9 / (0.9 + 0.01 * (len(TAGS) - 1)), rel=0.2)
 
 
 def test_two_adjacent_spans_of_different_predicates_stay_apart() -> None:
-    spans = [Span(start=2, end=6, predicate="OWNS"), Span(start=7, end=12, predicate="LIKES")]
-    tags = encode_tags(OFFSETS, spans)
-    decoded = decode_spans("i love jazzmu si ck", OFFSETS, one_hot(tags))
-    assert [(s.predicate, s.text) for s in decoded] == [("OWNS", "love"), ("LIKES", "jazzm")]
+    spans = [Span(start=2, end=6, predicate="OWNS"), Span(start=7, end=11, predicate="LIKES")]
+    decoded = decode_spans(TEXT, OFFSETS, one_hot(encode_tags(OFFSETS, spans)))
+    assert [(s.predicate, s.text) for s in decoded] == [("OWNS", "love"), ("LIKES", "jazz")]
+
+
+def test_a_span_on_part_of_a_word_becomes_the_whole_word() -> None:
+    tags = [IGNORE, TAG_ID["O"], TAG_ID["O"], TAG_ID["O"], TAG_ID["LIKES-B"], TAG_ID["O"], IGNORE]
+    (span,) = decode_spans(TEXT, OFFSETS, one_hot(tags))
+    assert span.text == "jazz" and (span.start, span.end) == (7, 11)
+    zh_offsets = [(0, 0), (0, 1), (1, 3), (3, 4), (4, 6), (0, 0)]  # 我|是一|名|护士
+    zh = [IGNORE, TAG_ID["O"], TAG_ID["O"], TAG_ID["O"], TAG_ID["WORKS_AS-B"], IGNORE]
+    (nurse,) = decode_spans("我是一名护士", zh_offsets, one_hot(zh))
+    assert nurse.text == "护士"  # no word boundaries to grow to in Chinese
 
 
 def test_an_i_tag_without_b_starts_a_span_and_the_weakest_token_sets_confidence() -> None:
-    probs = one_hot([IGNORE, TAG_ID["O"], TAG_ID["O"], TAG_ID["LIKES-I"], TAG_ID["LIKES-I"], TAG_ID["O"],
-                     TAG_ID["O"], IGNORE])
+    probs = one_hot([IGNORE, TAG_ID["O"], TAG_ID["O"], TAG_ID["LIKES-I"], TAG_ID["LIKES-I"], TAG_ID["O"], IGNORE])
     probs[4, TAG_ID["LIKES-I"]] = 0.5
-    (span,) = decode_spans("i love jazzmu si ck", OFFSETS, probs)
-    assert span.text == "jazzm" and span.confidence < 0.9
+    (span,) = decode_spans(TEXT, OFFSETS, probs)
+    assert span.text == "jazz" and span.confidence < 0.9
 
 
 def test_windows_cut_at_sentence_ends_and_keep_offsets() -> None:

@@ -87,12 +87,22 @@ def decode_spans(
     return spans
 
 
+def _in_word(ch: str) -> bool:
+    """A letter or digit of a script that separates words with spaces (not CJK)."""
+    return ch.isalnum() and not ("\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff")
+
+
 def _close(text: str, current: dict | None, spans: list[TaggedSpan]) -> None:
     if current is None:
         return None
     start, end = current["start"], current["end"]
     while start < end and text[start].isspace():
         start += 1
+    # a span ends where its word ends: sub-word pieces ("hun" of "hunting") become the whole word
+    while start > 0 and _in_word(text[start - 1]) and _in_word(text[start]):
+        start -= 1
+    while end < len(text) and end > 0 and _in_word(text[end]) and _in_word(text[end - 1]):
+        end += 1
     surface = text[start:end].strip()
     if surface:
         spans.append(TaggedSpan(start=start, end=start + len(surface), predicate=current["predicate"],
