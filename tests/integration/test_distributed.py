@@ -95,6 +95,7 @@ class Cluster:
     def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.home, self.env = home, env
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.nodes: dict[str, str] = {}  # name → Celery node name of its current process
         self.logs: dict[str, Path] = {}
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -102,11 +103,12 @@ class Cluster:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def start(self, name: str, env: dict[str, str] | None = None) -> None:
-        log = self.home.parent / f"{name}.log"
-        self.logs[name] = log
+        node = f"{name}-{uuid.uuid4().hex[:4]}@test"  # a restarted worker is another process
+        log = self.home.parent / f"{node}.log"
+        self.logs[name], self.nodes[name] = log, node
         with log.open("ab") as fh:
             self.workers[name] = subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", "worker", "--name", f"{name}@test", "--loglevel", "INFO"],
+                [sys.executable, "-m", "engine.cli", "worker", "--name", node, "--loglevel", "INFO"],
                 cwd=ROOT, env={**self.env, **(env or {})}, stdout=fh, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
@@ -242,28 +244,37 @@ def test_kill_9_of_a_worker_mid_batch_loses_and_duplicates_nothing(
     cluster.clear()
     jobs = job_store(cluster.settings())
     job = cluster.enqueue(path, "--batch-size", "1000")  # few big batches: one is surely running
-    victim, batch = None, None
+    by_node = {node: name for name, node in cluster.nodes.items()}
+    killed: list[tuple[str, int]] = []  # (node, the batch it died on)
     deadline = time.monotonic() + 60
-    while victim is None and time.monotonic() < deadline:
-        for b, runner in jobs.runners(job).items():
-            if jobs.state(job, b) == "running":
-                victim, batch = runner.split("@")[0], b
-                break
-        time.sleep(0.005)
-    assert victim is not None and batch is not None
-    cluster.kill9(victim)
+    while not killed and time.monotonic() < deadline:
+        pipe = jobs.client.pipeline()
+        pipe.hgetall(jobs.key(job, "state"))
+        pipe.hgetall(jobs.key(job, "runner"))
+        states, runners = pipe.execute()
+        running = [(runners[b].decode(), int(b)) for b, st in states.items() if st == b"running" and b in runners]
+        if not running:
+            continue
+        node = running[0][0]
+        name = by_node[node]
+        cluster.kill9(name)
+        # after its death nothing changes what it had: a batch it left `running` is the one it died in
+        after = jobs.client.hgetall(jobs.key(job, "state"))
+        killed = [(node, b) for n, b in running if n == node and after.get(str(b).encode()) == b"running"]
+        cluster.start(name)  # a new process under the same name (another node name)
+    assert killed, "no worker was caught mid-batch"
     code, status = cluster.wait_job(job)
-    cluster.start(victim)  # back to three for the next tests
     assert status["states"]["dead"] == 0 and status["states"]["done"] == status["meta"]["batches"]
+    node, batch = killed[0]
     outcome = jobs.outcomes(job)[batch]
-    assert not outcome.worker.startswith(victim + "@"), "the killed batch was finished by another worker"
+    assert outcome.worker != node, "the killed batch was finished by another worker"
     assert status["report"]["applied"] == 2000  # counted once although delivered twice
     store = cluster.graph()
     try:
         assert digest(store) == expected  # no lost fact, no doubled evidence
     finally:
         store.close()
-    cluster.wait_ready(victim)
+    cluster.wait_ready(*cluster.workers)
 
 
 def test_two_inputs_racing_on_shared_users(cluster: Cluster, tmp_path: Path) -> None:
@@ -352,6 +363,46 @@ def test_broker_restart_mid_job_resumes(cluster: Cluster, facts_file: tuple[Path
     assert restarted.port == port  # same address: the workers reconnect by themselves
     code, status = cluster.wait_job(job)
     assert status["states"]["done"] == status["meta"]["batches"] and status["states"]["dead"] == 0
+    store = cluster.graph()
+    try:
+        assert digest(store) == expected
+    finally:
+        store.close()
+
+
+def test_records_through_the_encoder_tier_match_in_process(cluster: Cluster, tmp_path: Path) -> None:
+    """Free text: the workers load the encoder tier once and give the in-process graph."""
+    from engine.extract import make_tier
+    from engine.extract.encoder.weights import PACKAGED, WeightsError, load_task
+    from engine.ingest import read_records
+    from engine.pipeline import ingest_records
+
+    try:
+        load_task(PACKAGED, "facts")
+    except (WeightsError, FileNotFoundError, OSError) as exc:
+        pytest.skip(f"no trained encoder weights in {PACKAGED} yet (`persona train`): {exc}")
+    texts = ["I live in Berlin and I love football.", "Odio el café, pero me encanta el té.",
+             "我喜欢打网球，住在上海。", "My cat Tom hates rain.", "I moved to Paris last year."]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps({"user_id": f"user{i % 7}", "text": f"{texts[i % 5]} ({i})",
+                                          "ts": f"2024-03-{1 + i % 28:02d}T10:00:00Z"}) for i in range(60))
+                    + "\n" + json.dumps({"user_id": "", "text": "no user", "ts": "2024-01-01T00:00:00Z"}) + "\n")
+    name = f"base_{uuid.uuid4().hex[:8]}"
+    store = cluster.graph(name)
+    try:
+        tier = make_tier("encoder", cluster.settings().llm, model_cache=cluster.settings().model_cache)
+        report = ingest_records(store, cluster.settings(name), read_records(path), extractor=tier, batch=16)
+        expected = digest(store)
+    finally:
+        store.query("MATCH (n) DETACH DELETE n")
+        store.close()
+    cluster.clear()
+    out = cluster.cli("ingest", str(path), "--queue", "--json", "--extractor", "encoder", "--batch-size", "16",
+                      "--no-cache")
+    assert out.returncode == 0, out.stderr
+    code, status = cluster.wait_job(json.loads(out.stdout)["job_id"], timeout=300)
+    assert code == 1 and [e["line"] for e in status["report"]["errors"]] == [61]  # the record without user
+    assert status["report"]["docs"] == report.docs
     store = cluster.graph()
     try:
         assert digest(store) == expected
