@@ -83,6 +83,9 @@ def make_app(settings: Settings, broker: str | None = None) -> Celery:
             "visibility_timeout": w.visibility_timeout_s,
             "unacked_restore_interval": w.restore_interval_s,
             "unacked_restore_throttle": 1,
+            # the sweep's mutex: kombu keeps it 300 s, so a worker killed during a sweep would stop
+            # every redelivery for five minutes; a sweep takes milliseconds
+            "unacked_mutex_expire": max(5, int(w.restore_interval_s * 4)),
             "socket_connect_timeout": 5,
         },
         result_backend_transport_options={"visibility_timeout": w.visibility_timeout_s},
