@@ -1,8 +1,8 @@
 """Per-user ordering: users hash into partitions, one Redis lock per partition.
 
 A user's rows always land in the same partition (a stable hash, not Python's per-process
-`hash`), so the producer cuts each partition's rows into batches in input order, and a worker
-holds the partition's lock while it fuses a batch: two workers never fuse the same user's facts at
+`hash`); the producer sends one batch per (window, partition) in input order, a batch waits for
+the previous one of its partition, and a worker holds the partition's lock while it fuses a batch: two workers never fuse the same user's facts at
 the same time, whichever jobs the batches come from. The lock expires `ttl` seconds after its
 holder stops renewing it, so a worker killed with `kill -9` cannot block its partition for long.
 """
