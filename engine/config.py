@@ -1,7 +1,7 @@
 """Engine settings: the one place that reads the environment.
 
 Every `PERSONA_*` variable is read here, once, into a nested `Settings` (`llm`, `api`, `db`,
-`review`, `export`, `kb`, `data`). Stages, backends, the store, the API and the CLI take the part they need
+`review`, `worker`, `export`, `kb`, `data`). Stages, backends, the store, the API and the CLI take the part they need
 as explicit arguments; CLI options override fields with `Settings.from_env(**overrides)` and never
 write back into the environment.
 """
@@ -87,6 +87,33 @@ class DBSettings(BaseModel):
     compact_after_items: int = Field(default=10_000, ge=0)
 
 
+class WorkerSettings(BaseModel):
+    """Scale-out ingest (engine/distributed): Celery workers, their broker and the job records."""
+
+    # Any Redis (redis://host:6379/0) or RabbitMQ (amqp://...) for a cluster. None: the embedded
+    # Redis under the persona home, logical database 1 (the graph lives in database 0).
+    broker_url: str | None = None
+    # Job records (progress, per-batch reports, dead letters) and Celery results: a Redis. None: the
+    # broker when it is a Redis, else the embedded Redis database 1.
+    result_backend: str | None = None
+    queue: str = "persona"  # default queue name `persona worker` consumes and `--queue` sends to
+    # Users are hashed into this many partitions; one lock per partition keeps two workers from
+    # fusing the same user's facts at once. Every producer and worker of a cluster must agree.
+    partitions: int = Field(default=16, ge=1)
+    # Transient store / LLM failures: retried with exponential backoff, then dead-lettered.
+    max_retries: int = Field(default=5, ge=0)
+    retry_backoff_s: float = Field(default=2.0, gt=0)
+    retry_backoff_max_s: float = Field(default=300.0, gt=0)
+    # A message a worker took but never acknowledged (it died) goes back to the queue after this.
+    # It must exceed the longest batch: a copy delivered while the first still runs waits on the
+    # partition lock and then finds its batch done.
+    visibility_timeout_s: int = Field(default=3600, ge=1)
+    restore_interval_s: float = Field(default=10.0, gt=0)  # how often workers look for such messages
+    # Partition lock lifetime, renewed while its batch runs: a dead holder's lock frees after this.
+    lock_ttl_s: float = Field(default=60.0, gt=0)
+    job_ttl_days: float = Field(default=14.0, gt=0)  # job records expire this long after creation
+
+
 class ReviewSettings(BaseModel):
     """The review loop (engine/review): quality intervals and the drift alert."""
 
@@ -141,6 +168,7 @@ class Settings(BaseModel):
     api: ApiSettings = Field(default_factory=ApiSettings)
     db: DBSettings = Field(default_factory=DBSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     kb: KBSettings = Field(default_factory=KBSettings)
     data: DataSettings = Field(default_factory=DataSettings)
@@ -281,6 +309,19 @@ def _read(env: Mapping[str, str]) -> dict[str, object]:
             "query_mem_capacity_mb": _int(env, "PERSONA_DB_QUERY_MEM_MB"),
             "start_stall_s": _float(env, "PERSONA_DB_START_STALL_S"),
             "compact_after_items": _int(env, "PERSONA_DB_COMPACT_AFTER"),
+        }),
+        "worker": _drop_none({
+            "broker_url": _text(env, "PERSONA_BROKER_URL"),
+            "result_backend": _text(env, "PERSONA_RESULT_BACKEND"),
+            "queue": _text(env, "PERSONA_WORKER_QUEUE"),
+            "partitions": _int(env, "PERSONA_WORKER_PARTITIONS"),
+            "max_retries": _int(env, "PERSONA_WORKER_MAX_RETRIES"),
+            "retry_backoff_s": _float(env, "PERSONA_WORKER_RETRY_BACKOFF_S"),
+            "retry_backoff_max_s": _float(env, "PERSONA_WORKER_RETRY_BACKOFF_MAX_S"),
+            "visibility_timeout_s": _int(env, "PERSONA_WORKER_VISIBILITY_TIMEOUT_S"),
+            "restore_interval_s": _float(env, "PERSONA_WORKER_RESTORE_INTERVAL_S"),
+            "lock_ttl_s": _float(env, "PERSONA_WORKER_LOCK_TTL_S"),
+            "job_ttl_days": _float(env, "PERSONA_JOB_TTL_DAYS"),
         }),
         "kb": _drop_none({"path": _path(env, "PERSONA_KB_PATH")}),
         "data": data,

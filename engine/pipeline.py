@@ -328,17 +328,19 @@ def extract_documents(
     cache: ExtractionCache | None = None,
     store_text: bool = True,
     batch: int = EXTRACT_BATCH,
+    deduper: Deduper | None = None,
 ) -> Iterator[ExtractedDocument]:
     """Dedupe → language → redact → (cache | extract), lazily, one document per record, in order.
 
     Records are extracted `batch` at a time when the extractor takes batches (the encoder tier);
     no raw text leaves this function: the redactor runs before the cache and the extractor see it.
+    `deduper` spans more than this call (a distributed job's batches share one); default: this run.
     """
     from engine.extract.cache import cache_key
     from engine.privacy import get_redactor
 
     redactor = redactor or get_redactor()
-    dedupe = Deduper()
+    dedupe = deduper if deduper is not None else Deduper()
     waiting: list[ExtractedDocument | _Pending] = []
     for line, rec in _numbered(records):
         lang = normalise_lang(rec.lang) or detect_language(rec.text)
@@ -470,13 +472,17 @@ def ingest_records(
     batch: int = 32,
     progress: Progress | None = None,
     on_document: Callable[[ExtractedDocument], None] | None = None,
+    deduper: Deduper | None = None,
 ) -> IngestReport:
-    """Free-text records through every stage; with `store=None` a dry run (extract only)."""
+    """Free-text records through every stage; with `store=None` a dry run (extract only).
+
+    `deduper`: what counts as seen before (default: earlier records of this call)."""
     report = IngestReport(kind="records")
     tally = _Tally(report)
     # one deduper and one lazy chain over the whole run: batches only bound graph writes
     valid = (pair for chunk in _batches(items, report, batch, progress) for pair in chunk)
-    docs = extract_documents(valid, extractor, redactor=redactor, cache=cache, store_text=settings.store_text)
+    docs = extract_documents(valid, extractor, redactor=redactor, cache=cache, store_text=settings.store_text,
+                             deduper=deduper)
     pending: list[ExtractedDocument] = []
 
     def flush() -> None:

@@ -12,7 +12,22 @@ from pathlib import Path
 
 import typer
 
-from engine.cli import cypher, db, demo, eval, export, ingest, kb, persona, review, segment, serve, setup, train
+from engine.cli import (
+    cypher,
+    db,
+    demo,
+    eval,
+    export,
+    ingest,
+    kb,
+    persona,
+    review,
+    segment,
+    serve,
+    setup,
+    train,
+    worker,
+)
 from engine.cli._util import EXIT_USAGE, fail
 from engine.config import ConfigError, Settings
 
@@ -52,6 +67,7 @@ app.add_typer(train.train_app, name="train")
 app.add_typer(review.review_app, name="review")
 ingest.register(app)
 persona.register(app)
+worker.register(app)
 app.command("cypher")(cypher.cypher)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)

@@ -87,12 +87,43 @@ FMT_HELP = "jsonl, csv or parquet (default: from the suffix)"
 ERRORS_HELP = "Write every error (JSONL) here"
 
 
+QUEUE_HELP = "Send the file to the worker queue (`persona worker`) in batches and print the job id"
+
+
+def _enqueue(ctx: typer.Context, file: Path, fmt: str | None, kind: str, batch: int, as_json: bool,
+             options: object = None) -> None:
+    """Split the file into per-user-partition batches on the queue; print the job id."""
+    import redis
+
+    from engine.distributed import BatchOptions, enqueue_file
+    from engine.store import StoreError
+
+    settings = settings_of(ctx)
+    total = count_rows(file)
+    try:
+        with progress_bar(total is not None) as bar:
+            task = bar.add_task(f"enqueuing {file.name}", total=total)
+            meta = enqueue_file(settings, kind, file, fmt=fmt, batch_size=batch,  # type: ignore[arg-type]
+                                options=options if isinstance(options, BatchOptions) else None,
+                                progress=lambda n: bar.advance(task, n))
+    except (StoreError, ValueError, redis.RedisError, OSError) as exc:
+        fail(f"could not enqueue: {exc}", EXIT_USAGE)
+    if as_json:
+        print_json({"job_id": meta.id, "batches": meta.batches, "rows": meta.rows, "queue": meta.queue})
+    else:
+        console.print(f"job {meta.id}: {meta.rows} rows in {meta.batches} batches on queue {meta.queue!r}; "
+                      f"follow it with `persona jobs {meta.id}`")
+
+
 def _ingest_file(ctx: typer.Context, file: Path, fmt: str | None, kind: str, batch: int,
-                 errors_file: Path | None, as_json: bool) -> None:
-    """Fact lines or events: read → pipeline → report, with a progress bar."""
+                 errors_file: Path | None, as_json: bool, queue: bool = False) -> None:
+    """Fact lines or events: read → pipeline → report, with a progress bar (or onto the queue)."""
     from engine import ingest, pipeline
 
     _check_format(file, fmt)
+    if queue:
+        _enqueue(ctx, file, fmt, kind, batch, as_json)
+        return
     settings, store = settings_of(ctx), connect(ctx)
     reader, run = {
         "facts": (ingest.read_fact_lines, pipeline.ingest_facts),
@@ -110,9 +141,10 @@ def ingest_facts(
     batch_size: int = typer.Option(5000, min=1, help="Facts per write batch"),
     errors_file: Path | None = typer.Option(None, "--errors", help=ERRORS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    queue: bool = typer.Option(False, "--queue", help=QUEUE_HELP),
 ) -> None:
     """Ingest facts (README, 'Facts input'); bad lines are reported, the rest goes in. Exit 1 if any failed."""
-    _ingest_file(ctx, file, fmt, "facts", batch_size, errors_file, as_json)
+    _ingest_file(ctx, file, fmt, "facts", batch_size, errors_file, as_json, queue)
 
 
 def ingest_events(
@@ -122,13 +154,14 @@ def ingest_events(
     batch_size: int = typer.Option(5000, min=1, help="Events per write batch"),
     errors_file: Path | None = typer.Option(None, "--errors", help=ERRORS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    queue: bool = typer.Option(False, "--queue", help=QUEUE_HELP),
 ) -> None:
     """Ingest behaviour events (purchase / view / cart / refund) as PURCHASED / VIEWED edges.
 
     Idempotent per event (event_id, else a content hash). Bad lines are reported with line and
     field, the rest goes in; exit code 1 when any line failed.
     """
-    _ingest_file(ctx, file, fmt, "events", batch_size, errors_file, as_json)
+    _ingest_file(ctx, file, fmt, "events", batch_size, errors_file, as_json, queue)
 
 
 def ingest(
@@ -147,6 +180,7 @@ def ingest(
     output: Path | None = typer.Option(None, help="Also write extracted documents (JSONL) here"),
     errors_file: Path | None = typer.Option(None, "--errors", "--errors-out", help=ERRORS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    queue: bool = typer.Option(False, "--queue", help=QUEUE_HELP + " (workers use their own LLM settings)"),
 ) -> None:
     """Ingest user texts: validate → dedupe → language → PII redaction → LLM → linking → fusion → rules.
 
@@ -162,6 +196,14 @@ def ingest(
     _check_format(file, fmt)
     if oversize not in OVERSIZE_POLICIES:
         fail(f"--oversize must be one of {', '.join(OVERSIZE_POLICIES)}", EXIT_USAGE)
+    if queue:
+        from engine.distributed import BatchOptions
+
+        if dry_run or output is not None:
+            fail("--queue writes to the graph: it does not combine with --dry-run or --output", EXIT_USAGE)
+        _enqueue(ctx, file, fmt, "records", batch_size, as_json,
+                 BatchOptions(oversize=oversize, extractor=extractor, cache=not no_cache))
+        return
     settings = settings_of(ctx)
     llm = settings.llm.model_copy(update={k: v for k, v in {
         "backend": backend, "base_url": base_url}.items() if v is not None})

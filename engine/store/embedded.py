@@ -49,10 +49,19 @@ def module_args(config: ServerConfig) -> list[str]:
     return ["QUERY_MEM_CAPACITY", str(config.query_mem_capacity_mb * 1024 * 1024)]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_port(preferred: int | None = None) -> int:
+    """`preferred` when it is free (clients that kept the address, such as workers whose broker is
+    this server, reconnect after a restart), else any free loopback port."""
+    for wanted in ((preferred, 0) if preferred else (0,)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # as redis-server binds: connections of the previous server in TIME_WAIT do not block it
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", wanted))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise StoreError("no free loopback port for the embedded FalkorDB")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -102,6 +111,7 @@ class EmbeddedFalkorDB:
         self.data_dir = Path(home).expanduser().resolve() / "falkordb"
         self.pid_file = self.data_dir / "server.pid"
         self.port_file = self.data_dir / "server.port"
+        self.last_port_file = self.data_dir / "server.lastport"  # kept across stops and crashes
         self.log_file = self.data_dir / "server.log"
 
     def status(self) -> ServerStatus:
@@ -141,7 +151,7 @@ class EmbeddedFalkorDB:
                     pass  # it died (e.g. a kill still being delivered): start a new one
             self._clear_state()
             server, module = _binaries()
-            port = _free_port()
+            port = _free_port(self._last_port())
             cmd = [
                 server,
                 "--port", str(port),
@@ -168,6 +178,7 @@ class EmbeddedFalkorDB:
             # on the same files.
             self.pid_file.write_text(str(proc.pid))
             self.port_file.write_text(str(port))
+            self.last_port_file.write_text(str(port))
             self._wait_ready(proc.pid, port, proc, stall_timeout_s, on_progress)
             return self.status()
 
@@ -283,6 +294,12 @@ class EmbeddedFalkorDB:
             return int(self.pid_file.read_text()), int(self.port_file.read_text())
         except (FileNotFoundError, ValueError):
             return None, None
+
+    def _last_port(self) -> int | None:
+        try:
+            return int(self.last_port_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
 
     def _clear_state(self) -> None:
         for path in (self.pid_file, self.port_file):

@@ -1,0 +1,172 @@
+"""Scale-out ingest: facts/s in-process vs through the queue with 1 / 2 / 4 worker processes, in
+the same run on the same machine, and the queue's overhead per batch.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/distributed.py [--facts 20000] [--workers 1,2]
+        [--batch-sizes 1000,5000] [--partitions 16]
+
+Everything on loopback: a fresh persona home with its embedded FalkorDB (graph in database 0, the
+broker and job records in database 1), `persona worker` processes started as separate OS
+processes (solo pool, one batch at a time each). A queued run is timed from the first message
+sent to the last batch recorded (the producer runs concurrently, as it would in production).
+Overhead per batch = (queued time with one worker - in-process time) / batches; the part that is the
+queue itself = (queued time with one worker - the same pipeline calls made in-process) / batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.config import Settings  # noqa: E402
+from engine.distributed import BatchOptions, enqueue_file, job_store, partition_of  # noqa: E402
+from engine.distributed.enqueue import valid_items  # noqa: E402
+from engine.ingest import read_fact_lines  # noqa: E402
+from engine.ingest.facts import fact_from_dict  # noqa: E402
+from engine.ingest.rows import read_rows, validated  # noqa: E402
+from engine.pipeline import ingest_facts  # noqa: E402
+from engine.store import EmbeddedFalkorDB  # noqa: E402
+from engine.store.falkor import FalkorStore  # noqa: E402
+
+THINGS = ["football", "pizza", "tennis", "sushi", "cats", "jazz", "coffee", "chess", "yoga", "rice"]
+CITIES = ["Berlin", "Paris", "Madrid", "London", "Tokyo"]
+
+
+def write_facts(path: Path, n: int, users: int) -> None:
+    rng = random.Random(5)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    with path.open("w") as fh:
+        for i in range(n):
+            user = f"user{rng.randrange(users)}"
+            roll = rng.random()
+            pred, obj = ("LIVES_IN", rng.choice(CITIES)) if roll < 0.2 else (
+                ("LIKES" if roll < 0.6 else "DISLIKES"), rng.choice(THINGS))
+            fh.write(json.dumps({"doc_id": f"d{i // 2}-{user}", "user_id": user, "predicate": pred, "object": obj,
+                                 "ts": (start + timedelta(minutes=7 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                 "confidence": 0.8, "text": f"text {i}"}) + "\n")
+
+
+def same_messages(path: Path, batch: int, partitions: int) -> list[list[tuple[int, dict]]]:
+    """The row groups the producer would send (windows of `batch` valid facts × partitions)."""
+    groups: list[list[tuple[int, dict]]] = []
+    pending: dict[int, list[tuple[int, dict]]] = {}
+    in_window = 0
+    for line, row in read_rows(path):
+        pending.setdefault(partition_of(row.get("user_id"), partitions), []).append((line, row))
+        in_window += valid_items("facts", row, line, BatchOptions())
+        if in_window >= batch:
+            groups += [pending[p] for p in sorted(pending)]
+            pending, in_window = {}, 0
+    return groups + [pending[p] for p in sorted(pending)]
+
+
+def clear(port: int, graph: str) -> FalkorStore:
+    store = FalkorStore("127.0.0.1", port, graph)
+    store.ensure_schema()
+    store.query("MATCH (n) DETACH DELETE n")
+    return store
+
+
+def start_workers(n: int, env: dict[str, str], logdir: Path) -> list[subprocess.Popen[bytes]]:
+    procs, logs = [], []
+    for i in range(n):
+        log = logdir / f"w{i}-{uuid.uuid4().hex[:4]}.log"
+        logs.append(log)
+        with log.open("wb") as fh:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", "worker", "--name", f"bench{i}@bench", "--loglevel", "WARNING"],
+                cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True))
+    # WARNING level prints no "ready": wait until each worker consumes (it answers a ping-less probe:
+    # the first batches are simply queued until then, so give them a moment to come up)
+    time.sleep(2.0 + 0.8 * n)
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--facts", type=int, default=20_000)
+    ap.add_argument("--users", type=int, default=2_000)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--batch-sizes", default="1000,5000")
+    ap.add_argument("--partitions", type=int, default=16)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="persona-dist-bench-"))
+    home = tmp / "home"
+    server = EmbeddedFalkorDB(home)
+    port = int(server.start().port or 0)
+    data = tmp / "facts.jsonl"
+    write_facts(data, args.facts, args.users)
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PERSONA_HOME": str(home), "PERSONA_GRAPH_URI": "embedded",
+           "PERSONA_GRAPH_NAME": "bench", "PERSONA_WORKER_QUEUE": queue,
+           "PERSONA_WORKER_PARTITIONS": str(args.partitions)}
+    settings = Settings.from_env(env)
+    print(f"{args.facts} facts, {args.users} users, {args.partitions} partitions, {os.cpu_count()} cores")
+    try:
+        for batch in [int(b) for b in args.batch_sizes.split(",")]:
+            store = clear(port, "bench")
+            started = time.perf_counter()
+            report = ingest_facts(store, settings, read_fact_lines(data), batch=batch)
+            base = time.perf_counter() - started
+            store.close()
+            print(f"batch {batch:>5}: in-process {base:6.2f} s  {report.accepted / base:8.0f} facts/s")
+            # the same pipeline calls as the queued run makes, one after the other, without a queue
+            groups = same_messages(data, batch, args.partitions)
+            store = clear(port, "bench")
+            started = time.perf_counter()
+            for rows in groups:
+                ingest_facts(store, settings, list(validated(rows, fact_from_dict)), batch=len(rows))
+            split = time.perf_counter() - started
+            store.close()
+            print(f"batch {batch:>5}: in-process, same {len(groups)} groups as the messages {split:6.2f} s  "
+                  f"{report.accepted / split:8.0f} facts/s")
+            single = None
+            for n in [int(w) for w in args.workers.split(",")]:
+                clear(port, "bench").close()
+                procs = start_workers(n, env, tmp)
+                try:
+                    started = time.perf_counter()
+                    meta = enqueue_file(settings, "facts", data, batch_size=batch)
+                    jobs = job_store(settings)
+                    while not (status := jobs.status(meta.id)).finished:  # type: ignore[union-attr]
+                        time.sleep(0.05)
+                    took = time.perf_counter() - started
+                finally:
+                    stop_workers(procs)
+                assert status.states["dead"] == 0, status.dead
+                single = took if n == 1 else single
+                line = (f"batch {batch:>5}: {n} worker(s) {took:6.2f} s  {status.report.accepted / took:8.0f} facts/s"
+                        f"  ({meta.batches} messages, {base / took:.2f}x in-process)")
+                if n == 1:
+                    line += (f"  overhead {(took - base) / meta.batches * 1000:.1f} ms/batch vs in-process, "
+                             f"{(took - split) / meta.batches * 1000:.1f} ms/batch of it the queue")
+                print(line)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

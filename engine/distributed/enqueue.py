@@ -1,0 +1,143 @@
+"""The producer side: an input file → batches on the queue → a job id.
+
+Rows are read with the same reader as an in-process ingest (`engine.ingest.read_rows`) and cut
+into the same windows an in-process run fuses together (`batch_size` valid items, counted with the
+same validation); each window is split by a hash of the raw `user_id` into partitions, one
+message per (window, partition). A user's facts are therefore fused in the same groups, in the same
+order, and the rules run on them at the same points as in one in-process run with that batch
+size — the rules' history (valid_to, supersede reasons, conflicts) depends on those groups, so
+this is what makes both modes give the same graph.
+
+A message carries the raw rows and their line numbers; the worker validates them again with the
+same parsers (a malformed row fails alone, reported with its line). Rows the reader could not
+decode at all (bad UTF-8, not JSON) are reported by the producer into the job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.config import Settings
+from engine.distributed.app import TASK, broker_url, job_store, make_app
+from engine.distributed.jobs import BatchOptions, BatchTask, JobMeta, JobStore, Kind, now_iso
+from engine.distributed.partition import partition_of
+from engine.ingest import LineError
+from engine.ingest.events import event_from_dict
+from engine.ingest.facts import fact_from_dict
+from engine.ingest.records import records_from_dict
+from engine.ingest.rows import Row, read_rows
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+class Producer:
+    """Sends batch messages of one job (one broker connection for the whole file)."""
+
+    def __init__(self, app: Celery, jobs: JobStore, queue: str) -> None:
+        self.app, self.jobs, self.queue = app, jobs, queue
+
+    def send(self, task: BatchTask, producer: Any) -> None:
+        # recorded before it is sent: a worker fast enough to finish it first must not be overwritten
+        self.jobs.queued(task.job_id, task.batch)
+        self.app.send_task(TASK, kwargs={"msg": task.model_dump(mode="python")}, queue=self.queue,
+                           producer=producer, retry=True)
+
+
+def valid_items(kind: Kind, row: dict[str, Any], line: int, options: BatchOptions) -> int:
+    """How many items an in-process run would batch from this row (0 for a bad row)."""
+    if kind == "facts":
+        return int(not isinstance(fact_from_dict(row, line), LineError))
+    if kind == "events":
+        return int(not isinstance(event_from_dict(row, line), LineError))
+    return sum(not isinstance(r, LineError) for r in records_from_dict(row, line, oversize=options.oversize))
+
+
+def enqueue_rows(
+    settings: Settings,
+    kind: Kind,
+    rows: Iterable[Row],
+    *,
+    source: str,
+    batch_size: int,
+    options: BatchOptions | None = None,
+    app: Celery | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> JobMeta:
+    """Enqueue every row; returns the job (its id for `persona jobs`)."""
+    broker = broker_url(settings)
+    app = app or make_app(settings, broker)
+    jobs = job_store(settings, app.conf.persona_state_url)
+    w = settings.worker
+    meta = JobMeta(id=uuid.uuid4().hex[:12], kind=kind, source=source, created=now_iso(), queue=w.queue,
+                   partitions=w.partitions, batch_size=batch_size)
+    jobs.create(meta)
+    options = options or BatchOptions()
+    sender = Producer(app, jobs, w.queue)
+    pending: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+    last_of: dict[int, int] = {}
+    reader_errors: list[LineError] = []
+    bad_lines = 0
+    in_window = 0  # valid items in the current window
+
+    with app.producer_or_acquire() as producer:
+
+        def flush(partition: int) -> None:
+            task = BatchTask(job_id=meta.id, batch=meta.batches, kind=kind, partition=partition,
+                             after=last_of.get(partition), rows=pending.pop(partition), options=options)
+            sender.send(task, producer)
+            last_of[partition] = meta.batches
+            meta.batches += 1
+
+        for line, row in rows:
+            meta.rows += 1
+            if progress is not None:
+                progress(1)
+            if isinstance(row, LineError):
+                reader_errors.append(row)
+                bad_lines += 1
+                continue
+            part = partition_of(row.get("user_id"), w.partitions)
+            pending.setdefault(part, []).append((line, row))
+            in_window += valid_items(kind, row, line, options)
+            if in_window >= batch_size:
+                for p in sorted(pending):
+                    flush(p)
+                in_window = 0
+        for p in sorted(pending):
+            flush(p)
+    if reader_errors:
+        jobs.reader_errors(meta.id, kind, bad_lines, reader_errors)
+    meta.enqueued = True
+    jobs.save_meta(meta)
+    return meta
+
+
+def enqueue_file(
+    settings: Settings, kind: Kind, path: Path, *, fmt: str | None = None, batch_size: int = 1000,
+    options: BatchOptions | None = None, progress: Callable[[int], None] | None = None,
+) -> JobMeta:
+    return enqueue_rows(settings, kind, read_rows(path, fmt), source=str(path), batch_size=batch_size,
+                        options=options, progress=progress)
+
+
+def retry_dead(settings: Settings, job_id: str) -> list[int]:
+    """Send a job's dead-lettered batches again (attempts start over); their numbers."""
+    broker = broker_url(settings)
+    app = make_app(settings, broker)
+    jobs = job_store(settings, app.conf.persona_state_url)
+    meta = jobs.meta(job_id)
+    if meta is None:
+        raise KeyError(job_id)
+    sender = Producer(app, jobs, meta.queue)
+    sent = []
+    with app.producer_or_acquire() as producer:
+        for task in sorted(jobs.dead_tasks(job_id), key=lambda t: t.batch):
+            fresh = task.model_copy(update={"failures": 0, "after": None})  # its successors already ran
+            jobs.requeue(fresh)
+            sender.send(fresh, producer)
+            sent.append(task.batch)
+    return sent
