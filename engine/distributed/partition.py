@@ -3,8 +3,9 @@
 A user's rows always land in the same partition (a stable hash, not Python's per-process
 `hash`); the producer sends one batch per (window, partition) in input order, a batch waits for
 the previous one of its partition, and a worker holds the partition's lock while it fuses a batch:
-two workers never fuse the same user's facts at the same time, whichever jobs the batches come from. The lock expires `ttl` seconds after its
-holder stops renewing it, so a worker killed with `kill -9` cannot block its partition for long.
+two workers never fuse the same user's facts at the same time, whichever jobs the batches come from.
+The lock expires `ttl` seconds after its holder stops renewing it, so a worker killed with `kill -9`
+cannot block its partition for long.
 """
 
 from __future__ import annotations
