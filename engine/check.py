@@ -127,19 +127,30 @@ MATCH (u:User {id: r.user_id})-[f:{rel}]->(o:{label} {key: r.key})
 SET f.status = r.status, f.valid_to = r.valid_to, f.status_reason = r.reason
 """
 
+# Conflicts already recorded and applied (or reverted); one created by a run that died before
+# its status changes were written has applied = false and is applied again.
 _EXISTING_CONFLICTS = """
 UNWIND $ids AS id
 MATCH (c:Conflict {id: id})
+WHERE coalesce(c.applied, true)
 RETURN c.id AS id
 """
 
+# The record first (applied = false), then the status changes, then applied = true: a crash in
+# between leaves a record that the next run finishes, never a change without its record.
 _WRITE_CONFLICTS = """
 UNWIND $rows AS r
 MATCH (u:User {id: r.user_id})
 MERGE (c:Conflict {id: r.id})
 ON CREATE SET c.user_id = r.user_id, c.rule = r.rule, c.ts = r.ts, c.resolution = r.resolution,
-              c.detail = r.detail, c.winner = r.winner, c.changes = r.changes
+              c.detail = r.detail, c.winner = r.winner, c.changes = r.changes, c.applied = false
 MERGE (u)-[:HAS_CONFLICT]->(c)
+"""
+
+_MARK_APPLIED = """
+UNWIND $ids AS id
+MATCH (c:Conflict {id: id})
+SET c.applied = true
 """
 
 
@@ -349,11 +360,12 @@ def apply_changes(store: GraphStore, conflicts: list[ConflictRecord]) -> list[Co
                     "reason": ch.reason,
                 }
             )
+    if fresh:
+        store.query(_WRITE_CONFLICTS, {"rows": [_conflict_row(c, _now()) for c in fresh]})
     for (pred, label), rows in grouped.items():
         store.query(set_statement(pred, label), {"rows": rows})
     if fresh:
-        now = _now()
-        store.query(_WRITE_CONFLICTS, {"rows": [_conflict_row(c, now) for c in fresh]})
+        store.query(_MARK_APPLIED, {"ids": [c.id for c in fresh]})
     return fresh
 
 

@@ -234,3 +234,32 @@ def test_show_lists_facts_and_evidence(store, settings: Settings) -> None:
     assert persona.user["n_docs"] == 2
     (tea,) = persona.facts
     assert tea.evidence == ["d1", "d2"] and tea.status == "active"
+
+
+def test_a_conflict_recorded_by_a_run_that_died_is_finished_by_the_next(store, settings: Settings) -> None:
+    from engine.check import check_users
+
+    apply_fact_lines(store, settings, [
+        fact(doc_id="d1", ts="2020-01-01T00:00:00Z", predicate="LIVES_IN", object="Beijing", object_qid="Q956",
+             object_types=["Q515"]),
+    ])
+    apply_fact_lines(store, settings, [
+        fact(doc_id="d2", ts="2024-01-01T00:00:00Z", predicate="LIVES_IN", object="Berlin", object_qid="Q64",
+             object_types=["Q515"]),
+    ], run_checks=False)
+    # what a run killed after writing the record and before the status change leaves behind
+    (conflict,) = [c for c in check_users_dry(store) if c.rule == "functional"]
+    from engine.check import _WRITE_CONFLICTS, _conflict_row
+
+    store.query(_WRITE_CONFLICTS, {"rows": [_conflict_row(conflict, "2024-01-02T00:00:00Z")]})
+    assert store.ro_query("MATCH (c:Conflict) RETURN c.applied").scalar() is False
+    check_users(store, ["u1"])
+    statuses = dict(store.ro_query("MATCH (:User {id: 'u1'})-[f:LIVES_IN]->(e) RETURN e.key, f.status").rows)
+    assert statuses == {"Q956": "superseded", "Q64": "active"}
+    assert store.ro_query("MATCH (c:Conflict) RETURN count(c), collect(c.applied)").rows == [[1, [True]]]
+
+
+def check_users_dry(store):
+    from engine.check import load_active_facts, supersede_functional
+
+    return supersede_functional(load_active_facts(store, ["u1"]))
