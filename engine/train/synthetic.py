@@ -61,8 +61,31 @@ def _vocabulary(kb, domain: str, lang: str, limit: int, rng: random.Random) -> l
     return words[:limit]
 
 
-def template_examples(kb, *, per_template: int, seed: int) -> list[FactExample]:
-    """Synthetic training examples (split "train" only) from the KB's labelled everyday entities."""
+JOINERS = {"en": (" and ", ". ", ", and "), "zh": ("，", "。", "，而且"), "es": (" y ", ". ", ", y ")}
+
+
+def compound_examples(examples: list[FactExample], n: int, rng: random.Random) -> list[FactExample]:
+    """Two sentences of one language joined ("i work as a plumber and i love jazz"): a document
+    states several facts, and PersonaExt labels only one per sentence."""
+    by_lang: dict[str, list[FactExample]] = {}
+    for e in examples:
+        by_lang.setdefault(e.lang, []).append(e)
+    out = []
+    for _ in range(n):
+        lang = rng.choice(sorted(by_lang))
+        first, second = rng.choice(by_lang[lang]), rng.choice(by_lang[lang])
+        joiner = rng.choice(JOINERS[lang])
+        shift = len(first.text) + len(joiner)
+        spans = [*first.spans, *(sp.model_copy(update={"start": sp.start + shift, "end": sp.end + shift})
+                                 for sp in second.spans)]
+        out.append(FactExample(text=first.text + joiner + second.text, lang=lang, split="train", spans=spans,
+                               source="template"))
+    return out
+
+
+def template_examples(kb, *, per_template: int, seed: int, compounds: float = 0.5) -> list[FactExample]:
+    """Synthetic training examples (split "train" only) from the KB's labelled everyday entities,
+    plus `compounds` × as many two-sentence combinations of them."""
     rng = random.Random(seed)  # noqa: S311 - seeded sampling, not crypto
     out = []
     for (predicate, domain, lang), templates in TEMPLATES.items():
@@ -73,4 +96,4 @@ def template_examples(kb, *, per_template: int, seed: int) -> list[FactExample]:
             start = template.index("{x}")
             spans = [Span(start=start, end=start + len(word), predicate=predicate)] if predicate else []
             out.append(FactExample(text=text, lang=lang, split="train", spans=spans, source="template"))
-    return out
+    return out + compound_examples(out, int(len(out) * compounds), rng)

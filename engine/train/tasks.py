@@ -114,14 +114,19 @@ def calibration_pairs(predictions: Sequence[Sequence[tuple[str, str, float]]], r
 
 def train_facts(
     model: EncoderTasks, tokenizer: Any, data_dir: Path, out_dir: Path, config: TrainConfig, *,
-    extra_examples: Sequence[FactExample] = (), max_train: int | None = None,
+    extra_examples: Sequence[FactExample] = (), max_train: int | None = None, compounds: int = 1500,
     progress: Progress | None = None, base_sha256: str | None = None,
 ) -> TaskReport:
     from engine.extract.encoder.extractor import EncoderExtractor
+    from engine.train.synthetic import compound_examples
 
     started = time.perf_counter()
     examples = personaext_examples(data_dir)
     train_ex = [e for e in examples if e.split == "train"][:max_train] + list(extra_examples)
+    # English documents that state several facts: PersonaExt sentences and templates, two at a time
+    english = [e for e in train_ex if e.lang == "en" and e.spans]
+    rng = random.Random(config.seed)  # noqa: S311 - seeded sampling, not crypto
+    train_ex += compound_examples(english, compounds, rng) if english else []
     rows = _dev_rows(data_dir)
     cache = build_cache(model, tokenizer, [e.text for e in train_ex], max_tokens=config.max_tokens,
                         progress=progress)
@@ -141,7 +146,7 @@ def train_facts(
     result = train(model, "facts", cache, targets, evaluate, config, score_key="f1", progress=progress)
     meta, dev = calibrate_facts(dev_predictions(), rows, raw_meta.model_copy(update={"base_sha256": base_sha256}))
     save_task(out_dir, meta, model.task_state("facts"))
-    sizes = {"train_personaext": len(train_ex) - len(extra_examples), "train_templates": len(extra_examples),
+    sizes = {"train_all": len(train_ex), "train_templates": len(extra_examples), "train_compounds": compounds,
              "dev": len(rows)}
     return TaskReport(task="facts", sizes=sizes, result=result, dev=dev, meta=meta,
                       seconds=round(time.perf_counter() - started, 1))
