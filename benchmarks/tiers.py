@@ -49,7 +49,7 @@ def main() -> None:
 
     settings = Settings.from_env()
     docs = short_texts(args.n, args.seed)
-    texts, langs = [t for t, _ in docs], [lang for _, lang in docs]
+    langs, texts = [lang for lang, _ in docs], [t for _, t in docs]
     print(f"{len(texts)} short documents (≤ 300 characters), en/zh/es; 2 cores\n")
     encoder = make_tier("encoder", settings.llm, model_cache=settings.model_cache)
     encoder.extract_batch(texts[:8], langs[:8])  # warm-up: load, first allocation
