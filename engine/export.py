@@ -160,6 +160,14 @@ def salt_id_of(salt: str) -> str:
     return "salt-" + hmac.new(salt.encode(), _SALT_ID_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
+def known_salts(home: str | Path, *others: str | None) -> list[str]:
+    """Every salt hashed exports of this home may have used: the home's own (if one was made) and
+    the others given (the configured one, --salt): what forget needs to find hashed ids."""
+    path = Path(home).expanduser() / SALT_FILE
+    own = path.read_text(encoding="utf-8").strip() if path.is_file() else None
+    return [s for s in (own, *others) if s]
+
+
 def load_or_create_salt(home: str | Path) -> tuple[str, str]:
     """(salt, salt_id) from `<home>/export-salt`, created with 32 random bytes (hex) on first use.
 

@@ -257,9 +257,10 @@ def user_forget(
 ) -> ForgetResult:
     """The same forget as the CLI's: graph, the database's files, the extraction cache; files under
     the home that hold the user are listed (`files`), not deleted."""
+    from engine.export import known_salts
     from engine.forget import forget_everywhere
 
-    salts = [s for s in (settings.export.salt, _home_salt(settings)) if s]
+    salts = known_salts(settings.home, settings.export.salt)
     report = forget_everywhere(store, user_id, home=settings.home, cache_path=settings.extraction_cache_path,
                                salts=salts)
     if not report.user_id_found:
@@ -267,9 +268,3 @@ def user_forget(
     return ForgetResult(user_id=user_id, removed=True, orphan_entities_checked=report.graph.orphan_entities_checked,
                         files=[h.path for h in report.files])
 
-
-def _home_salt(settings: Settings) -> str | None:
-    from engine.export import SALT_FILE
-
-    path = settings.home / SALT_FILE
-    return path.read_text().strip() if path.is_file() else None

@@ -60,9 +60,4 @@ def db_compact(
     if as_json:
         print_json(report.model_dump())
         return
-    console.print(report_line(report))
-
-
-def report_line(report: object) -> str:
-    fields = report.model_dump() if hasattr(report, "model_dump") else {}
-    return "compaction: " + ", ".join(f"{k}={v}" for k, v in fields.items())
+    console.print("compaction: " + ", ".join(f"{k}={v}" for k, v in report.model_dump().items()))

@@ -91,16 +91,15 @@ def forget(
 ) -> None:
     """Delete a user everywhere: graph (facts, documents, conflicts, memberships), the database's
     files on disk (log rewritten), the extraction cache; list (or delete) export files holding it."""
-    from engine.export import SALT_FILE
+    from engine.export import known_salts
     from engine.forget import forget_everywhere
 
     settings = settings_of(ctx)
     if not yes and not typer.confirm(f"Forget user {user!r} and all its data?"):
         raise typer.Exit(EXIT_FAILED)
-    home_salt = settings.home / SALT_FILE
-    salts = [*salt, settings.export.salt or "", home_salt.read_text().strip() if home_salt.is_file() else ""]
+    salts = known_salts(settings.home, settings.export.salt, *salt)
     report = forget_everywhere(connect(ctx), user, home=settings.home, cache_path=settings.extraction_cache_path,
-                               delete_files=delete_files, salts=[s for s in salts if s])
+                               delete_files=delete_files, salts=salts)
     if as_json:
         print_json(report.model_dump())
     if not report.user_id_found:
