@@ -10,6 +10,7 @@ from __future__ import annotations
 import mmap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
@@ -17,13 +18,14 @@ from engine.extract.cache import ExtractionCache, PurgeReport
 from engine.persona import ForgetReport, forget_user
 from engine.store import CompactReport, GraphStore
 
-# The user's documents, read before the delete: their text keys the extraction cache rows.
-_USER_TEXTS = """
+# The user's documents, read before the delete: their text keys the extraction cache rows, their
+# ids are looked for in the database and the job records afterwards.
+_USER_DOCS = """
 MATCH (d:Document)-[:ABOUT]->(:User {id: $id})
-RETURN d.text AS text, d.lang AS lang
+RETURN d.id AS id, d.text AS text, d.lang AS lang
 UNION
 MATCH (d:Document {user_id: $id})
-RETURN d.text AS text, d.lang AS lang
+RETURN d.id AS id, d.text AS text, d.lang AS lang
 """
 
 # Files whose content the engine itself scrubs; everything else under the home is scanned.
@@ -42,22 +44,49 @@ class ForgetEverywhereReport(BaseModel):
     graph: ForgetReport
     compaction: CompactReport
     cache: PurgeReport | None = None
+    query_logs_dropped: int = 0  # the database's records of recent queries with their parameters
+    job_records: int = 0  # queue job records the user was taken out of
     files: list[FileHit] = Field(default_factory=list)
     # Files under the home still holding the user after every step (should be empty, or only
     # the files listed above when they were not deleted).
     residual: list[FileHit] = Field(default_factory=list)
+    # What the database server itself still holds of the user (keys, streams, records, graph).
+    server_residual: list[str] = Field(default_factory=list)
+
+    def leftovers(self) -> list[str]:
+        """Everything of the user still found, except files listed for --delete-exports."""
+        listed = {f.path for f in self.files}
+        return [h.path for h in self.residual if h.path not in listed] + self.server_residual
 
 
-def user_texts(store: GraphStore, user_id: str) -> list[tuple[str, str]]:
-    """(text, lang) of every stored document of the user (text kept when PERSONA_STORE_TEXT)."""
-    rows = store.ro_query(_USER_TEXTS, {"id": user_id}).rows
-    return [(str(text), str(lang or "")) for text, lang in rows if text]
+class UserDocuments(BaseModel):
+    ids: list[str] = Field(default_factory=list)
+    texts: list[tuple[str, str]] = Field(default_factory=list)  # (text, lang)
+
+
+def user_documents(store: GraphStore, user_id: str) -> UserDocuments:
+    """Ids and (text, lang) of every stored document of the user (text kept when PERSONA_STORE_TEXT)."""
+    rows = store.ro_query(_USER_DOCS, {"id": user_id}).rows
+    return UserDocuments(
+        ids=sorted({str(doc_id) for doc_id, _, _ in rows if doc_id}),
+        texts=[(str(text), str(lang or "")) for _, text, lang in rows if text],
+    )
+
+
+class JobRecords(Protocol):
+    """Where queued ingests keep per-job records of users and documents (engine.distributed)."""
+
+    def forget_user(self, user_id: str, doc_ids: Sequence[str], texts: Sequence[str] = ()) -> int: ...
+
+
+def _whole_texts(texts: Iterable[str]) -> list[str]:
+    # Whole texts, not fragments, and not short ones: a short phrase ("I love football") is anyone's.
+    return [t for t in texts if len(t.strip()) >= 8]
 
 
 def _needles(user_id: str, texts: Sequence[str], hashed_ids: Sequence[str]) -> dict[str, list[bytes]]:
     needles = {"user id": [user_id.encode("utf-8")], "hashed id": [h.encode() for h in hashed_ids]}
-    # Whole texts, not fragments: a short phrase ("I love football") is anyone's.
-    needles["document text"] = [t.encode("utf-8") for t in texts if len(t.strip()) >= 8]
+    needles["document text"] = [t.encode("utf-8") for t in _whole_texts(texts)]
     return {k: v for k, v in needles.items() if v}
 
 
@@ -125,19 +154,25 @@ def forget_everywhere(
     cache_path: Path | None = None,
     delete_files: bool = False,
     salts: Sequence[str] = (),
+    jobs: JobRecords | None = None,
 ) -> ForgetEverywhereReport:
     """Forget a user in the graph, on the database's disk, in the cache and in files under home.
 
-    1. read the user's document texts (they key the cache rows), 2. delete from the graph,
-    3. compact the database and wait until the rewritten files replace the old ones,
-    4. purge the extraction cache rows of the user's documents and scrub the sqlite file,
-    5. list files under the home (exports, manifests, anything) holding the raw id, the id hashed
+    1. read the user's documents (texts key the cache rows), 2. delete from the graph,
+    3. take the user out of the queue's job records, drop the database's query logs,
+    4. compact the database and wait until the rewritten files replace the old ones,
+    5. purge the extraction cache rows of the user's documents and scrub the sqlite file,
+    6. list files under the home (exports, manifests, anything) holding the raw id, the id hashed
        with one of `salts` (hashed exports) or a whole document text; delete them if asked,
-    6. rescan the whole home, database files included, and report what still holds the user.
+    7. rescan the whole home, database files included, and ask the database server itself
+       (every key, stream and graph); report what still holds the user.
     """
     home = Path(home)
-    texts = user_texts(store, user_id)
+    docs = user_documents(store, user_id)
+    texts = docs.texts
     graph = forget_user(store, user_id)
+    job_records = jobs.forget_user(user_id, docs.ids, [t for t, _ in texts]) if jobs is not None else 0
+    dropped = store.drop_query_log()
     compaction = store.compact(wait=True)
     cache_path = cache_path if cache_path is not None else home / "extraction_cache.sqlite"
     purge = None
@@ -158,10 +193,13 @@ def forget_everywhere(
             hit.deleted = True
     residual = scan_files(home, user_id, texts=[t for t, _ in texts], hashed_ids=hashed)
     return ForgetEverywhereReport(
-        user_id_found=graph.user_removed or bool(texts),
+        user_id_found=graph.user_removed or bool(texts) or bool(docs.ids),
         graph=graph,
         compaction=compaction,
         cache=purge,
+        query_logs_dropped=dropped,
+        job_records=job_records,
         files=files,
         residual=residual,
+        server_residual=store.residue([user_id, *_whole_texts(t for t, _ in texts)], docs.ids),
     )

@@ -75,6 +75,10 @@ class ForgetResult(BaseModel):
     removed: bool
     orphan_entities_checked: int
     files: list[str] = Field(default_factory=list, description="files under the home still holding the user")
+    residual: list[str] = Field(
+        default_factory=list,
+        description="what still holds the user after forget (files not listed above, database keys); should be empty",
+    )
 
 
 # --- queries ----------------------------------------------------------------------------------
@@ -257,14 +261,15 @@ def user_forget(
 ) -> ForgetResult:
     """The same forget as the CLI's: graph, the database's files, the extraction cache; files under
     the home that hold the user are listed (`files`), not deleted."""
+    from engine.distributed import job_records
     from engine.export import known_salts
     from engine.forget import forget_everywhere
 
     salts = known_salts(settings.home, settings.export.salt)
     report = forget_everywhere(store, user_id, home=settings.home, cache_path=settings.extraction_cache_path,
-                               salts=salts)
+                               salts=salts, jobs=job_records(settings))
     if not report.user_id_found:
         raise HTTPException(404, f"no user with id {user_id!r}")
     return ForgetResult(user_id=user_id, removed=True, orphan_entities_checked=report.graph.orphan_entities_checked,
-                        files=[h.path for h in report.files])
+                        files=[h.path for h in report.files], residual=report.leftovers())
 

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.cli._util import connect, console, settings_of
-from engine.cli.serve import serve
+from engine.cli.serve import run_server
 from engine.demo import DemoReport
 from engine.persona import get_persona
 from engine.segment import segment_members
@@ -40,7 +40,7 @@ def demo(
         console.print(f"Explore it: persona serve --port {port}  →  {url}")
         return
     console.print("(Ctrl-C stops the explorer; the data stays in the persona home)")
-    serve(ctx, host="127.0.0.1", port=port, log_level="warning")
+    run_server(settings, host="127.0.0.1", port=port, log_level="warning")
 
 
 def print_demo(store: GraphStore, report: DemoReport, console: Console) -> None:

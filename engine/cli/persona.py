@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from engine.cli._util import EXIT_FAILED, connect, console, fail, print_json, settings_of
+
+if TYPE_CHECKING:
+    from engine.forget import ForgetEverywhereReport
 
 
 def show(
@@ -91,6 +96,7 @@ def forget(
 ) -> None:
     """Delete a user everywhere: graph (facts, documents, conflicts, memberships), the database's
     files on disk (log rewritten), the extraction cache; list (or delete) export files holding it."""
+    from engine.distributed import job_records
     from engine.export import known_salts
     from engine.forget import forget_everywhere
 
@@ -98,24 +104,29 @@ def forget(
     if not yes and not typer.confirm(f"Forget user {user!r} and all its data?"):
         raise typer.Exit(EXIT_FAILED)
     salts = known_salts(settings.home, settings.export.salt, *salt)
-    report = forget_everywhere(connect(ctx), user, home=settings.home, cache_path=settings.extraction_cache_path,
-                               delete_files=delete_files, salts=salts)
+    store = connect(ctx)
+    report = forget_everywhere(store, user, home=settings.home, cache_path=settings.extraction_cache_path,
+                               delete_files=delete_files, salts=salts, jobs=job_records(settings))
     if as_json:
         print_json(report.model_dump())
     if not report.user_id_found:
         fail(f"no user with id {user!r}", EXIT_FAILED)
-    if as_json:
-        return
+    if not as_json:
+        print_forget(user, report)
+    left = report.leftovers()
+    if left:
+        fail("still found after forget: " + "; ".join(left), EXIT_FAILED)
+
+
+def print_forget(user: str, report: ForgetEverywhereReport) -> None:
     console.print(f"forgot {user}: {report.graph.model_dump()}")
     console.print(f"database log rewritten: {report.compaction.model_dump()}")
+    console.print(f"query logs dropped: {report.query_logs_dropped}; job records changed: {report.job_records}")
     if report.cache is not None:
         console.print(f"extraction cache: {report.cache.model_dump()}")
     for hit in report.files:
         state = "deleted" if hit.deleted else "still there (use --delete-exports)"
         console.print(f"file holding the user ({', '.join(hit.matches)}): {hit.path} — {state}")
-    left = [h for h in report.residual if not any(f.path == h.path for f in report.files)]
-    if left:
-        fail("still found under the home after forget: " + ", ".join(h.path for h in left), EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

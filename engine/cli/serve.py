@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import typer
 
 from engine.cli._util import EXIT_USAGE, fail, settings_of
+from engine.config import Settings
 
 
 def serve(
@@ -17,18 +20,25 @@ def serve(
     ),
 ) -> None:
     """Serve the HTTP API (/docs) and the graph explorer UI (/)."""
+    run_server(settings_of(ctx), host=host, port=port, log_level=log_level, allow_hosts=allow_host)
+
+
+def run_server(
+    settings: Settings, *, host: str, port: int, log_level: str = "info", allow_hosts: Sequence[str] = ()
+) -> None:
+    """Serve until interrupted. Plain arguments: `persona serve` and `persona demo` both call this
+    (a Typer command called as a function keeps its `typer.Option` defaults)."""
     import uvicorn
 
     from engine.api.app import create_app
     from engine.store import StoreError, open_store
 
-    settings = settings_of(ctx)
     try:
         store = open_store(settings)  # fail here with a clear message, not inside uvicorn
     except StoreError as exc:
         fail(str(exc), EXIT_USAGE)
     # Requests must name localhost, 127.0.0.1, ::1, a listed name or the interface bound (DNS rebinding).
-    api = settings.api.model_copy(update={"allowed_hosts": [*settings.api.allowed_hosts, *allow_host]})
+    api = settings.api.model_copy(update={"allowed_hosts": [*settings.api.allowed_hosts, *allow_hosts]})
     app = create_app(settings, store, options=api.with_bind_host(host))
     typer.echo(f"Persona Engine explorer: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     try:

@@ -16,7 +16,7 @@ import os
 import socket
 
 from engine.config import Settings
-from engine.distributed.app import broker_url, job_store, make_app, state_url
+from engine.distributed.app import broker_url, job_records, job_store, make_app, state_url
 from engine.distributed.enqueue import enqueue_file, enqueue_rows, retry_dead
 from engine.distributed.jobs import BatchOptions, BatchTask, JobMeta, JobStatus, JobStore
 from engine.distributed.partition import partition_of
@@ -49,6 +49,7 @@ __all__ = [
     "broker_url",
     "enqueue_file",
     "enqueue_rows",
+    "job_records",
     "job_store",
     "make_app",
     "partition_of",

@@ -58,6 +58,14 @@ def job_store(settings: Settings, url: str | None = None) -> JobStore:
     return JobStore(client, ttl_s=settings.worker.job_ttl_days * 86400)
 
 
+def job_records(settings: Settings) -> JobStore | None:
+    """The job store queued ingests may have written for this home, or None when there cannot be
+    one without starting a server (a Neo4j graph and no broker configured)."""
+    if settings.worker.broker_url or settings.worker.result_backend or settings.graph_uri == "embedded":
+        return job_store(settings)
+    return None
+
+
 def make_app(settings: Settings, broker: str | None = None) -> Celery:
     """A Celery app for `settings`; the ingest task is registered on it."""
     from celery import Celery

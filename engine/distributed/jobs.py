@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -222,6 +223,37 @@ class JobStore:
 
     def deduper(self, job_id: str, batch: int) -> JobDeduper:
         return JobDeduper(self.client, self.key(job_id, "seen"), str(batch))
+
+    # --- forget ----------------------------------------------------------------------------
+
+    def forget_user(self, user_id: str, doc_ids: Sequence[str], texts: Sequence[str] = ()) -> int:
+        """Take a forgotten user out of every job record: the users / docs sets, the dedupe claims
+        of its documents, and its rows in dead letters. Returns how many records changed."""
+        changed = 0
+        claims = [f"id:{d}" for d in doc_ids] + [f"c:{content_doc_id(user_id, t)}" for t in texts]
+        for users_key in self.client.scan_iter(match=self.key("*", "users"), count=1000):
+            job_id = users_key.decode().removeprefix("persona:job:").removesuffix(":users")
+            pipe = self.client.pipeline()
+            pipe.srem(users_key, user_id)
+            if doc_ids:
+                pipe.srem(self.key(job_id, "docs"), *doc_ids)
+            if claims:
+                pipe.hdel(self.key(job_id, "seen"), *claims)
+            changed += sum(1 for n in pipe.execute() if n)
+            changed += self._forget_dead_rows(job_id, user_id)
+        return changed
+
+    def _forget_dead_rows(self, job_id: str, user_id: str) -> int:
+        changed = 0
+        for batch, raw in self.client.hgetall(self.key(job_id, "dead")).items():
+            letter = kloads(raw)
+            rows = letter["task"]["rows"]
+            kept = [r for r in rows if not (isinstance(r[1], dict) and r[1].get("user_id") == user_id)]
+            if len(kept) != len(rows):
+                letter["task"]["rows"] = kept
+                self.client.hset(self.key(job_id, "dead"), batch, kdumps(letter))
+                changed += 1
+        return changed
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -146,6 +146,19 @@ class GraphStore(Protocol):
 
         Call after bulk ingests and after forget. wait=False starts it and returns; a report
         with method "none" means the backend manages its files itself.
+        """
+        ...
+
+    def drop_query_log(self) -> int:
+        """Delete what the database keeps of recent queries with their parameters (FalkorDB's
+        telemetry streams); returns how many logs were dropped (0 where the backend keeps none here)."""
+        ...
+
+    def residue(self, contains: Sequence[str], equals: Sequence[str] = ()) -> list[str]:
+        """Places in the database still holding a user, described for a person; empty when none.
+
+        Keys, streams and records whose name or value contains one of `contains` (a user id, whole
+        document texts) or equals one of `equals` (its document ids); graph properties equal to any.
         """
         ...
 

@@ -40,13 +40,50 @@ class ServerStatus(BaseModel):
 def redis_args(config: ServerConfig) -> list[str]:
     return [
         "--aof-use-rdb-preamble", "yes",
+        # Snapshots keep strings as written (no LZF): forget's scan of the files can see every id.
+        "--rdbcompression", "no",
         "--auto-aof-rewrite-percentage", str(config.aof_rewrite_percentage),
         "--auto-aof-rewrite-min-size", f"{config.aof_rewrite_min_size_mb}mb",
     ]
 
 
 def module_args(config: ServerConfig) -> list[str]:
-    return ["QUERY_MEM_CAPACITY", str(config.query_mem_capacity_mb * 1024 * 1024)]
+    # No query telemetry: FalkorDB's `telemetry{graph}` stream keeps recent queries with their
+    # parameters (user ids, document texts) and is saved with the data.
+    return ["QUERY_MEM_CAPACITY", str(config.query_mem_capacity_mb * 1024 * 1024),
+            "CMD_INFO", "no", "MAX_INFO_QUERIES", "0"]
+
+
+TELEMETRY_KEYS = "telemetry{*}"
+
+
+def drop_telemetry(client: redis.Redis) -> int:
+    """Delete FalkorDB's query telemetry streams in every database that has keys; returns how many."""
+    dropped = 0
+    for db in databases_with_keys(client):
+        per_db = on_database(client, db)
+        try:
+            keys = [k for k in per_db.scan_iter(match=TELEMETRY_KEYS, count=1000) if per_db.type(k) == b"stream"]
+            if keys:
+                dropped += int(per_db.delete(*keys))
+        finally:
+            if per_db is not client:
+                per_db.close()
+    return dropped
+
+
+def databases_with_keys(client: redis.Redis) -> list[int]:
+    """Logical databases holding at least one key (from INFO keyspace: `db3` → 3)."""
+    return sorted(int(name[2:]) for name in client.info("keyspace") if name.startswith("db"))
+
+
+def on_database(client: redis.Redis, db: int) -> redis.Redis:
+    """`client` itself when it is on database `db`, else a new client on the same server."""
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("db", 0) == db:
+        return client
+    return redis.Redis(host=kwargs.get("host", "127.0.0.1"), port=kwargs.get("port", 6379), db=db,
+                       password=kwargs.get("password"), socket_timeout=30)
 
 
 def _free_port(preferred: int | None = None) -> int:
@@ -180,6 +217,7 @@ class EmbeddedFalkorDB:
             self.port_file.write_text(str(port))
             self.last_port_file.write_text(str(port))
             self._wait_ready(proc.pid, port, proc, stall_timeout_s, on_progress)
+            self._apply_config(port)
             return self.status()
 
     def _wait_ready(
@@ -193,7 +231,11 @@ class EmbeddedFalkorDB:
         """Block until the server answers with the graph module loaded, while it makes progress."""
         started = last_change = time.monotonic()
         last_bytes = -1
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=1)
+        # A loading server answers INFO only between chunks of replayed commands (every 1,024): on a
+        # busy machine a chunk takes seconds, and a shorter timeout would hide real progress. A probe
+        # unanswered for the whole stall window is a stall anyway.
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=max(stall_timeout_s, 0.5),
+                             socket_connect_timeout=1)
         try:
             while True:
                 exited = proc.poll() is not None if proc is not None else not _pid_alive(pid)
@@ -245,9 +287,15 @@ class EmbeddedFalkorDB:
             client.config_set("aof-use-rdb-preamble", "yes")
             client.config_set("auto-aof-rewrite-percentage", str(self.config.aof_rewrite_percentage))
             client.config_set("auto-aof-rewrite-min-size", f"{self.config.aof_rewrite_min_size_mb}mb")
+            client.config_set("rdbcompression", "no")
             client.execute_command(
                 "GRAPH.CONFIG", "SET", "QUERY_MEM_CAPACITY", self.config.query_mem_capacity_mb * 1024 * 1024
             )
+            # A server started by an older version records queries with their parameters: stop it
+            # and drop what it kept (also loaded back from the files of such a server).
+            client.execute_command("GRAPH.CONFIG", "SET", "CMD_INFO", "no")
+            client.execute_command("GRAPH.CONFIG", "SET", "MAX_INFO_QUERIES", 0)
+            drop_telemetry(client)
         except (redis.ConnectionError, redis.ResponseError) as exc:
             raise StoreError(f"could not configure the embedded FalkorDB on port {port}: {exc}") from exc
         finally:

@@ -6,7 +6,7 @@ import json
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -322,6 +322,18 @@ class FalkorStore:
     def compact(self, wait: bool = True) -> CompactReport:
         """Rewrite the server's append-only log as one snapshot (RDB save when the log is off)."""
         return compact_redis(self._db.connection, wait=wait)
+
+    def drop_query_log(self) -> int:
+        from engine.store.embedded import drop_telemetry
+
+        return drop_telemetry(self._db.connection)
+
+    def residue(self, contains: Sequence[str], equals: Sequence[str] = ()) -> list[str]:
+        """Every database of the server: key names and values by type, queued messages decoded,
+        and every graph's node and relationship properties (engine.store.falkor_residue)."""
+        from engine.store.falkor_residue import server_residue
+
+        return [hit.describe() for hit in server_residue(self._db.connection, contains, equals)]
 
     def close(self) -> None:
         try:

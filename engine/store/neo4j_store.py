@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -176,6 +176,25 @@ class Neo4jStore:
             detail="Neo4j manages its own files; set db.tx_log.rotation.retention_policy so "
             "transaction logs holding deleted data are pruned",
         )
+
+    def drop_query_log(self) -> int:
+        """Neo4j's query log (db.logs.query) is a server file out of reach from here: 0."""
+        return 0
+
+    def residue(self, contains: Sequence[str], equals: Sequence[str] = ()) -> list[str]:
+        """Nodes and relationships with a property equal to one of the values, or a list property
+        holding one (Neo4j keeps no key-value records of its own)."""
+        needles = [*contains, *equals]
+        hits = []
+        for kind, pattern, name in (("graph node", "(e)", "labels(e)[0]"), ("graph edge", "()-[e]->()", "type(e)")):
+            rows = self.ro_query(
+                f"MATCH {pattern} WITH e, [k IN keys(e) WHERE e[k] IN $needles OR "
+                "(valueType(e[k]) STARTS WITH 'LIST' AND any(x IN e[k] WHERE x IN $needles))] AS props "
+                f"WHERE size(props) > 0 RETURN {name}, props LIMIT 20",
+                {"needles": list(needles)},
+            ).rows
+            hits += [f"{kind} {label}: {props}" for label, props in rows]
+        return hits
 
     def close(self) -> None:
         self._driver.close()

@@ -18,7 +18,7 @@ from engine.extract.cache import ExtractionCache, cache_key, text_hash
 from engine.extract.types import ExtractionResult
 from engine.forget import forget_everywhere
 from engine.pipeline import apply_fact_lines
-from engine.store import EmbeddedFalkorDB, LoadProgress, QueryMemoryExceeded, ServerConfig, StoreError
+from engine.store import EmbeddedFalkorDB, LoadProgress, QueryMemoryExceeded, ServerConfig, ServerStatus, StoreError
 from engine.store.falkor import FalkorStore
 from tests.factlines import fact
 
@@ -64,6 +64,18 @@ def _count(port: int) -> int:
         store.close()
 
 
+def _replay(server: EmbeddedFalkorDB, stall_timeout_s: float) -> tuple[ServerStatus, list[LoadProgress]]:
+    seen: list[LoadProgress] = []
+    status = server.start(stall_timeout_s=stall_timeout_s, on_progress=seen.append)
+    return status, [p for p in seen if p.loading]
+
+
+def _largest_gap(loading: list[LoadProgress]) -> float:
+    """The longest wait between two load steps that showed progress."""
+    times = [0.0, *(p.elapsed_s for p in loading)]
+    return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+
 def test_big_uncompacted_log_restarts_while_loading_progresses(tmp_path: Path) -> None:
     server = EmbeddedFalkorDB(tmp_path / "home", NO_AUTO_REWRITE)
     status = server.start()
@@ -71,15 +83,21 @@ def test_big_uncompacted_log_restarts_while_loading_progresses(tmp_path: Path) -
     os.kill(int(status.pid or 0), signal.SIGKILL)
     assert server.log_size_bytes() > 1_000_000
 
-    seen: list[LoadProgress] = []
-    # The replay takes far longer than the stall timeout; it must be waited for, not killed.
-    restarted = server.start(stall_timeout_s=3.0, on_progress=seen.append)
+    # First replay, with a generous stall window, measures this machine: how long the replay takes
+    # and how far apart its progress steps are. A clean stop keeps the log un-compacted.
+    first, loading = _replay(server, stall_timeout_s=120.0)
+    assert first.running and len(loading) >= 3, loading
+    replay_s, gap_s = loading[-1].elapsed_s, _largest_gap(loading)
+    server.stop()
+    # Second replay with a stall window shorter than the replay just measured, yet longer than any
+    # pause between progress steps: the start must keep waiting while loading progresses.
+    stall_s = max(2 * gap_s, replay_s / 3)
+    assert stall_s < replay_s, (stall_s, replay_s, loading)
+    restarted, loading = _replay(server, stall_timeout_s=stall_s)
     try:
         assert restarted.running
-        loading = [p for p in seen if p.loading]
-        assert len(loading) >= 2, seen
-        assert loading[-1].loaded_bytes > loading[0].loaded_bytes
-        assert loading[-1].elapsed_s > 3.0  # longer than the stall timeout, and still waited for
+        assert len(loading) >= 2 and loading[-1].loaded_bytes > loading[0].loaded_bytes
+        assert loading[-1].elapsed_s > stall_s  # waited past the stall window because progress went on
         assert _count(int(restarted.port or 0)) == 12_000
 
         report = server.compact()
