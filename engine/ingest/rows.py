@@ -169,9 +169,13 @@ def count_rows(path: str | Path) -> int | None:
     except ValueError:
         return None
     if kind == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowException):  # unreadable: reading it says why, with the job or line
+            return None
     with path.open("rb") as handle:
         lines = sum(1 for raw in handle if raw.strip())
     return lines - 1 if kind == "csv" else lines
