@@ -349,7 +349,10 @@ def test_item_keys_cannot_collide_and_old_colliding_keys_still_read_apart(store,
         sample_batch(store, 1, since="2024-01-01", name="a|b")
 
 
-def test_a_new_judgement_withdraws_what_the_superseded_one_added(store, settings) -> None:
+def judged_twice(store, settings, *, legacy: bool = False) -> tuple[dict, object]:
+    """alice adds a fix and two missing facts to d6 (one new, one ana already had from d2); then bob
+    judges d6 "all correct, nothing missing". `legacy`: alice's judgement is stored as before the
+    judgements kept what they added (no resolved keys, no prior state)."""
     reviewdata.load(store, settings)
     reviewdata.add_documents(store, settings, {"d6": ("ana", "en", "2024-05-06T10:00:00Z",
                                                       "I hate rain, I love tea and my cat.", "positive",
@@ -357,7 +360,6 @@ def test_a_new_judgement_withdraws_what_the_superseded_one_added(store, settings
     sample_batch(store, 10, since="2024-01-01", name="b")
     item = get_item(store, "b", "d6")
     tea_before = edge(store, "ana", "LIKES", "tea")
-    # alice: a fix and two missing facts (one new, one ana already had from d2)
     judge_document(store, settings, "b", "d6", DocumentJudgement(
         rev=0, sentiment={"verdict": "wrong", "label": "negative"},
         facts=[{"ref": item.facts[0].ref, "verdict": "fix", "predicate": "DISLIKES", "object": "rain"}],
@@ -365,16 +367,25 @@ def test_a_new_judgement_withdraws_what_the_superseded_one_added(store, settings
                  {"predicate": "HAS_PET", "object": "cat", "evidence": "cat"}]), "alice")
     assert edge(store, "ana", "HAS_PET", "cat")["confirmed"] is True
     assert edge(store, "ana", "LIKES", "tea")["docs"] == ["d2", "d6"]
-    # bob: all correct, nothing missing: the latest judgement decides
+    if legacy:
+        store.query("MATCH (j:Judgement) REMOVE j.added_key, j.added_label, j.added_predicate, j.prior_confidence, "
+                    "j.prior_confirmed")
     judge_document(store, settings, "b", "d6", DocumentJudgement(
         rev=1, sentiment={"verdict": "correct"}, facts=[{"ref": item.facts[0].ref, "verdict": "correct"}]), "bob")
+    return tea_before, item
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["judgements-now", "judgements-stored-before"])
+def test_a_new_judgement_withdraws_what_the_superseded_one_added(store, settings, legacy: bool) -> None:
+    tea_before, item = judged_twice(store, settings, legacy=legacy)
     for predicate, obj in (("DISLIKES", "rain"), ("HAS_PET", "cat")):  # only d6 supported them: withdrawn
         e = edge(store, "ana", predicate, obj)
         assert e["status"] == "rejected" and e["confirmed"] is False and e["withdrawn_by"] == "bob"
         assert "withdrawn: added by alice" in e["status_reason"] and "bob" in e["status_reason"]
-    tea = edge(store, "ana", "LIKES", "tea")  # d2 still supports it: back to what it was before the review
-    assert (tea["status"], tea["docs"], tea["confidence"], tea["confirmed"]) == (
-        "active", ["d2"], tea_before["confidence"], False)
+    tea = edge(store, "ana", "LIKES", "tea")  # d2 still supports it: d6 leaves its evidence
+    assert (tea["status"], tea["docs"], tea["evidence_count"], tea["confirmed"]) == ("active", ["d2"], 1, False)
+    if not legacy:  # the confidence before the review was kept with the judgement
+        assert tea["confidence"] == tea_before["confidence"]
     rain = edge(store, "ana", "LIKES", "rain")
     assert rain["status"] == "active" and rain["confirmed_by"] == "bob"
     assert store.ro_query("MATCH (d:Document {id: 'd6'}) RETURN d.sentiment").scalar() == "positive"
