@@ -283,11 +283,16 @@ def _missing(plan: _Plan, base: dict[str, Any], m: MissingFact, k: int, props: d
                   verdict="added", predicate=predicate, object=m.object.strip(), span=[start, end])
 
 
+def _key(row: dict[str, Any]) -> tuple[str, str, str]:
+    """(predicate, target label, key) of a fix or missing fact, as resolved when it was judged."""
+    return row["added_predicate"], row["added_label"], row["added_key"]
+
+
 def _added_key(row: dict[str, Any], props: dict[str, Any], settings: Settings) -> tuple[str, str, str] | None:
     """(predicate, target label, key) a stored judgement row added; judgements stored before the
     key was kept on them are linked again (None: no longer linkable, nothing to withdraw)."""
     if row.get("added_key"):
-        return row["added_predicate"], row["added_label"], row["added_key"]
+        return _key(row)
     fix = row.get("kind") == "fact"
     predicate, obj = (row.get("fix_predicate"), row.get("fix_object")) if fix else (row.get("predicate"),
                                                                                    row.get("object"))
@@ -300,7 +305,7 @@ def _added_key(row: dict[str, Any], props: dict[str, Any], settings: Settings) -
 def previously_added(store: GraphStore, props: dict[str, Any], settings: Settings) -> dict[tuple[str, str, str],
                                                                                             dict[str, Any]]:
     """Key → the row of what the item's current judgement added (what a new judgement supersedes)."""
-    out = {}
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
     key = {"id": props["id"], "batch": props["batch_id"], "doc": props["doc_id"]}
     for r in store.ro_query(_ADDED_BEFORE, key).records():
         row = dict(r["j"].properties) if hasattr(r["j"], "properties") else dict(r["j"])
@@ -316,7 +321,7 @@ def note_priors(store: GraphStore, plan: _Plan, previous: dict[tuple[str, str, s
     inherited from the superseded judgement when it added the same fact, else read now."""
     fresh: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in plan.added:
-        key = (row["added_predicate"], row["added_label"], row["added_key"])
+        key = _key(row)
         if key in previous:
             row.update({k: v for k, v in previous[key].items() if k.startswith("prior_")})
         else:
@@ -380,12 +385,9 @@ def judge_document(
                            confirmed=len(plan.confirm), added=added)
 
 
-def _key(row: dict[str, Any]) -> tuple[str, str, str]:
-    return row["added_predicate"], row["added_label"], row["added_key"]
-
-
 def _withdraw(store: GraphStore, rows: list[tuple[tuple[str, str, str], dict[str, Any]]], user: str, doc: str,
               who: str, ts: str, batch_id: str) -> None:
+    """Withdraw what superseded judgement rows added (see the module docstring)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for (predicate, label, key), row in rows:
         groups[(predicate, label)].append({
