@@ -89,7 +89,7 @@ def enqueue_rows(
     sender = Producer(app, jobs, w.queue)
     pending: dict[int, list[tuple[int, dict[str, Any]]]] = {}
     last_of: dict[int, int] = {}
-    reader_errors: list[LineError] = []
+    refused: list[LineError] = []  # lines reported by the producer, never sent
     bad_lines = 0
     in_window = 0  # valid items in the current window
 
@@ -108,12 +108,12 @@ def enqueue_rows(
                 if progress is not None:
                     progress(1)
                 if isinstance(row, LineError):
-                    reader_errors.append(row)
+                    refused.append(row)
                     bad_lines += 1
                     continue
                 valid, errors = valid_items(kind, row, line, options)
                 if not valid:  # reported here, never sent: a worker would only refuse it again
-                    reader_errors += errors
+                    refused += errors
                     bad_lines += 1
                     continue
                 part = partition_of(row.get("user_id"), w.partitions)
@@ -127,12 +127,12 @@ def enqueue_rows(
                 flush(p)
     except BaseException as exc:  # an interrupt too: nobody should wait on the job forever
         reason = f"enqueuing stopped after {meta.rows} rows and {meta.batches} batches: {type(exc).__name__}: {exc}"
-        _record_failure(jobs, meta, kind, bad_lines, reader_errors, reason)
+        _record_failure(jobs, meta, kind, bad_lines, refused, reason)
         if not isinstance(exc, Exception):
             raise
         raise EnqueueError(f"job {meta.id}: {reason}") from exc
-    if reader_errors:
-        jobs.reader_errors(meta.id, kind, bad_lines, reader_errors)
+    if refused:
+        jobs.reader_errors(meta.id, kind, bad_lines, refused)
     meta.enqueued = True
     jobs.save_meta(meta)
     return meta
