@@ -145,3 +145,23 @@ def test_segment_apply_refuses_hostile_definitions(env: dict[str, str], tmp_path
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert message in " ".join(out.stderr.split())
     assert json.loads(persona(env, "segment", "list", "--json").stdout) == []
+
+
+def test_api_ingest_refuses_deep_bodies_and_deep_lines_fail_alone(store, settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from engine.api import create_app
+    from engine.config import ApiSettings
+
+    api = settings.model_copy(update={"api": ApiSettings(token="t")})  # noqa: S106
+    auth = {"Authorization": "Bearer t"}
+    with TestClient(create_app(api, store), base_url="http://localhost", raise_server_exceptions=False) as client:
+        body = '{"facts": [' + "[" * DEEP + "]" * DEEP + "]}"
+        resp = client.post("/ingest", content=body, headers=auth | {"content-type": "application/json"})
+        assert resp.status_code == 400 and resp.json()["message"] == "body is not valid JSON: too deeply nested"
+        ndjson = "\n".join([fact("a"), deep(fact("b")), fact("c")])
+        resp = client.post("/ingest", content=ndjson, headers=auth | {"content-type": "application/x-ndjson"})
+        assert resp.status_code == 200, resp.text
+        facts = resp.json()["facts"]
+        assert facts["facts_applied"] == 2 and facts["errors"] == [
+            {"line": 2, "field": "record", "message": "too deeply nested (more than 32 levels)"}]
