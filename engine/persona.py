@@ -103,15 +103,6 @@ _FORGET_CONFLICTS = """
 MATCH (c:Conflict {user_id: $id})
 DETACH DELETE c
 """
-# Review items and judgements of the user's documents (engine/review): the batch itself stays.
-_FORGET_REVIEW = """
-MATCH (n:ReviewItem {user_id: $id})
-DETACH DELETE n
-"""
-_FORGET_JUDGEMENTS = """
-MATCH (n:Judgement {user_id: $id})
-DETACH DELETE n
-"""
 _FORGET_USER = """
 MATCH (u:User {id: $id})
 DETACH DELETE u
@@ -138,8 +129,9 @@ def forget_user(store: GraphStore, user_id: str) -> ForgetReport:
     store.query(_FORGET_DOCUMENTS, {"id": user_id})
     store.query(_FORGET_DOCUMENTS_BY_OWNER, {"id": user_id})
     store.query(_FORGET_CONFLICTS, {"id": user_id})
-    store.query(_FORGET_JUDGEMENTS, {"id": user_id})
-    store.query(_FORGET_REVIEW, {"id": user_id})
+    from engine.review.forget import forget_review  # judgements go, review items become tombstones
+
+    forget_review(store, user_id)
     removed = store.query(_FORGET_USER, {"id": user_id}).scalar() or 0
     if nil_keys:
         store.query(_FORGET_ORPHAN_NIL, {"keys": nil_keys})

@@ -25,8 +25,14 @@ DOCS: dict[str, tuple[str, str, str, str, str, list[tuple[str, str, str]]]] = {
 
 
 def load(store: Any, settings: Settings) -> None:
+    add_documents(store, settings, DOCS)
+
+
+def add_documents(store: Any, settings: Settings,
+                  documents: dict[str, tuple[str, str, str, str, str, list[tuple[str, str, str]]]]) -> None:
+    """Documents in the shape of DOCS, with the engine's facts and sentiment, as extraction stores them."""
     docs = []
-    for doc_id, (user, lang, ts, text, sentiment, facts) in DOCS.items():
+    for doc_id, (user, lang, ts, text, sentiment, facts) in documents.items():
         docs.append(ExtractedDocument(
             doc_id=doc_id, user_id=user, ts=datetime.fromisoformat(ts.replace("Z", "+00:00")), source="review-test",
             lang=lang, redacted_text=text, sentiment=DocumentSentiment(label=sentiment, confidence=0.8),
@@ -35,7 +41,7 @@ def load(store: Any, settings: Settings) -> None:
     apply_documents(store, settings, docs)
     # The extractor's tier is not (yet) written by fusion: the test graph gets it as the encoder
     # tier will write it.
-    for user, _, _, _, _, facts in DOCS.values():
+    for user, _, _, _, _, facts in documents.values():
         for predicate, obj, tier in facts:
             store.query(f"MATCH (u:User {{id: $u}})-[f:{predicate}]->(o {{key: $k}}) SET f.tier = $t",
                         {"u": user, "k": key_of(predicate, obj), "t": tier})

@@ -129,6 +129,8 @@ def _json_body(body: bytes) -> IngestBody:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested beyond what the decoder follows
+        raise HTTPException(400, "body is not valid JSON: too deeply nested") from None
     if not isinstance(data, dict):
         raise HTTPException(422, 'the JSON body must be an object: {"facts": [...], "records": [...]}')
     unknown = set(data) - {"facts", "records"}

@@ -46,7 +46,7 @@ class SampleBody(BaseModel):
     since: str | None = Field(default=None, max_length=40,
                               description="ISO date; default 30 days before the newest document")
     stratify: list[Stratum] = Field(default_factory=list, description=f"any of {', '.join(STRATA)}")
-    seed: int = 0
+    seed: int = Field(default=0, ge=-(2**63), le=2**63 - 1, description="the graph stores 64-bit integers")
     name: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[\w.-]+$")
 
 

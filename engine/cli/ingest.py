@@ -95,7 +95,7 @@ def _enqueue(ctx: typer.Context, file: Path, fmt: str | None, kind: str, batch: 
     """Split the file into per-user-partition batches on the queue; print the job id."""
     import redis
 
-    from engine.distributed import BatchOptions, enqueue_file
+    from engine.distributed import BatchOptions, EnqueueError, enqueue_file
     from engine.store import StoreError
 
     settings = settings_of(ctx)
@@ -106,7 +106,7 @@ def _enqueue(ctx: typer.Context, file: Path, fmt: str | None, kind: str, batch: 
             meta = enqueue_file(settings, kind, file, fmt=fmt, batch_size=batch,  # type: ignore[arg-type]
                                 options=options if isinstance(options, BatchOptions) else None,
                                 progress=lambda n: bar.advance(task, n))
-    except (StoreError, ValueError, redis.RedisError, OSError) as exc:
+    except (StoreError, ValueError, redis.RedisError, OSError, EnqueueError) as exc:
         fail(f"could not enqueue: {exc}", EXIT_USAGE)
     if as_json:
         print_json({"job_id": meta.id, "batches": meta.batches, "rows": meta.rows, "queue": meta.queue})

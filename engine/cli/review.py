@@ -122,14 +122,24 @@ def export(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Write judged documents as training examples (facts with spans, sentiment labels)."""
-    from engine.review import export_training
+    from engine.export import ExportError, check_writable
+    from engine.review import ReviewError, export_training
 
     if fmt != "train":
         fail(f"--format {fmt!r}: only 'train' is supported", EXIT_USAGE)
     settings = settings_of(ctx)
-    path = out or Path(settings.home) / "review" / f"train-{datetime.now().strftime('%Y%m%d-%H%M%S')}.jsonl"  # noqa: DTZ005 - a local file name
+    if out is None:  # the home's own review directory is made on first use; a given one must exist
+        path = Path(settings.home) / "review" / f"train-{datetime.now().strftime('%Y%m%d-%H%M%S')}.jsonl"  # noqa: DTZ005 - a local file name
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        try:
+            path = check_writable(out)
+        except ExportError as exc:
+            fail(str(exc))
     try:
         result = export_training(connect(ctx), path, batch_id=batch)
+    except ReviewError as exc:
+        fail(exc.message, EXIT_FAILED)
     except OSError as exc:
         fail(f"cannot write {path}: {exc}", EXIT_FAILED)
     if as_json:

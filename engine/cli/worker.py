@@ -54,7 +54,8 @@ def _table(status) -> Table:  # noqa: ANN001 - JobStatus
     table.add_column("value", justify="right")
     rate = status.lines_per_second
     rows: list[tuple[str, object]] = [
-        ("batches", f"{status.batches_finished} of {m.batches}{'' if m.enqueued else ' (still enqueuing)'}"),
+        ("batches", f"{status.batches_finished} of {m.batches}"
+                    f"{'' if m.enqueued else ' (enqueuing failed)' if m.failed else ' (still enqueuing)'}"),
         *((f"batches {s}", n) for s, n in status.states.items()),
         ("lines read", f"{r.lines} of {m.rows}"), ("valid", r.accepted), ("failed", r.failed),
         ("warnings", r.warnings), ("users", r.users), ("documents", r.documents),
@@ -116,7 +117,9 @@ def _show(ctx: typer.Context, job_id: str, wait: bool, as_json: bool, interval: 
         console.print(_table(status))
         if status.dead:
             err.print(f"{len(status.dead)} batch(es) dead-lettered: `persona jobs retry {job_id}` sends them again")
-    if status.finished and (status.report.failed or status.dead):
+        if status.meta.failed:
+            err.print(f"[red]job {job_id} failed: {status.meta.failed}[/red]", markup=True, highlight=False)
+    if status.finished and (status.report.failed or status.dead or status.meta.failed):
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -17,7 +17,7 @@ import socket
 
 from engine.config import Settings
 from engine.distributed.app import broker_url, job_records, job_store, make_app, state_url
-from engine.distributed.enqueue import enqueue_file, enqueue_rows, retry_dead
+from engine.distributed.enqueue import EnqueueError, enqueue_file, enqueue_rows, retry_dead
 from engine.distributed.jobs import BatchOptions, BatchTask, JobMeta, JobStatus, JobStore
 from engine.distributed.partition import partition_of
 
@@ -43,6 +43,7 @@ def start_worker(settings: Settings, *, concurrency: int = 1, queues: list[str] 
 __all__ = [
     "BatchOptions",
     "BatchTask",
+    "EnqueueError",
     "JobMeta",
     "JobStatus",
     "JobStore",

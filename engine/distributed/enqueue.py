@@ -9,8 +9,11 @@ size — the rules' history (valid_to, supersede reasons, conflicts) depends on 
 this is what makes both modes give the same graph.
 
 A message carries the raw rows and their line numbers; the worker validates them again with the
-same parsers (a malformed row fails alone, reported with its line). Rows the reader could not
-decode at all (bad UTF-8, not JSON) are reported by the producer into the job.
+same parsers. Rows that would yield nothing in-process — the reader could not decode them (bad
+UTF-8, not JSON, too long, too deeply nested) or validation refuses them (a text over the limit, a
+missing field) — are reported by the producer into the job with their line and never sent, so the
+queue carries no more than an in-process run would keep. A job whose enqueuing fails midway is
+marked failed (with the reason), so waiting on it ends once the batches already sent are done.
 """
 
 from __future__ import annotations
@@ -47,13 +50,20 @@ class Producer:
                            producer=producer, retry=True)
 
 
-def valid_items(kind: Kind, row: dict[str, Any], line: int, options: BatchOptions) -> int:
-    """How many items an in-process run would batch from this row (0 for a bad row)."""
+class EnqueueError(RuntimeError):
+    """Enqueuing stopped midway; the job is marked failed."""
+
+
+def valid_items(kind: Kind, row: dict[str, Any], line: int, options: BatchOptions) -> tuple[int, list[LineError]]:
+    """How many items an in-process run would batch from this row, and its errors when that is 0."""
     if kind == "facts":
-        return int(not isinstance(fact_from_dict(row, line), LineError))
-    if kind == "events":
-        return int(not isinstance(event_from_dict(row, line), LineError))
-    return sum(not isinstance(r, LineError) for r in records_from_dict(row, line, oversize=options.oversize))
+        items: list[Any] = [fact_from_dict(row, line)]
+    elif kind == "events":
+        items = [event_from_dict(row, line)]
+    else:
+        items = records_from_dict(row, line, oversize=options.oversize)
+    valid = sum(not isinstance(i, LineError) for i in items)
+    return valid, [] if valid else [i for i in items if isinstance(i, LineError)]
 
 
 def enqueue_rows(
@@ -79,41 +89,65 @@ def enqueue_rows(
     sender = Producer(app, jobs, w.queue)
     pending: dict[int, list[tuple[int, dict[str, Any]]]] = {}
     last_of: dict[int, int] = {}
-    reader_errors: list[LineError] = []
+    refused: list[LineError] = []  # lines reported by the producer, never sent
     bad_lines = 0
     in_window = 0  # valid items in the current window
 
-    with app.producer_or_acquire() as producer:
+    try:
+        with app.producer_or_acquire() as producer:
 
-        def flush(partition: int) -> None:
-            task = BatchTask(job_id=meta.id, batch=meta.batches, kind=kind, partition=partition,
-                             after=last_of.get(partition), rows=pending.pop(partition), options=options)
-            sender.send(task, producer)
-            last_of[partition] = meta.batches
-            meta.batches += 1
+            def flush(partition: int) -> None:
+                task = BatchTask(job_id=meta.id, batch=meta.batches, kind=kind, partition=partition,
+                                 after=last_of.get(partition), rows=pending.pop(partition), options=options)
+                sender.send(task, producer)
+                last_of[partition] = meta.batches
+                meta.batches += 1
 
-        for line, row in rows:
-            meta.rows += 1
-            if progress is not None:
-                progress(1)
-            if isinstance(row, LineError):
-                reader_errors.append(row)
-                bad_lines += 1
-                continue
-            part = partition_of(row.get("user_id"), w.partitions)
-            pending.setdefault(part, []).append((line, row))
-            in_window += valid_items(kind, row, line, options)
-            if in_window >= batch_size:
-                for p in sorted(pending):
-                    flush(p)
-                in_window = 0
-        for p in sorted(pending):
-            flush(p)
-    if reader_errors:
-        jobs.reader_errors(meta.id, kind, bad_lines, reader_errors)
+            for line, row in rows:
+                meta.rows += 1
+                if progress is not None:
+                    progress(1)
+                if isinstance(row, LineError):
+                    refused.append(row)
+                    bad_lines += 1
+                    continue
+                valid, errors = valid_items(kind, row, line, options)
+                if not valid:  # reported here, never sent: a worker would only refuse it again
+                    refused += errors
+                    bad_lines += 1
+                    continue
+                part = partition_of(row.get("user_id"), w.partitions)
+                pending.setdefault(part, []).append((line, row))
+                in_window += valid
+                if in_window >= batch_size:
+                    for p in sorted(pending):
+                        flush(p)
+                    in_window = 0
+            for p in sorted(pending):
+                flush(p)
+    except BaseException as exc:  # an interrupt too: nobody should wait on the job forever
+        reason = f"enqueuing stopped after {meta.rows} rows and {meta.batches} batches: {type(exc).__name__}: {exc}"
+        _record_failure(jobs, meta, kind, bad_lines, refused, reason)
+        if not isinstance(exc, Exception):
+            raise
+        raise EnqueueError(f"job {meta.id}: {reason}") from exc
+    if refused:
+        jobs.reader_errors(meta.id, kind, bad_lines, refused)
     meta.enqueued = True
     jobs.save_meta(meta)
     return meta
+
+
+def _record_failure(jobs: JobStore, meta: JobMeta, kind: Kind, bad_lines: int, errors: list[LineError],
+                    reason: str) -> None:
+    """Best effort: when the job store itself is what failed, the original error is what matters."""
+    meta.failed = reason
+    try:
+        if errors:
+            jobs.reader_errors(meta.id, kind, bad_lines, errors)
+        jobs.save_meta(meta)
+    except Exception:  # noqa: BLE001, S110 - the caller raises the error that stopped the enqueuing
+        pass
 
 
 def enqueue_file(

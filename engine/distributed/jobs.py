@@ -87,6 +87,7 @@ class JobMeta(BaseModel):
     batches: int = 0
     rows: int = 0
     enqueued: bool = False  # every batch is on the queue
+    failed: str | None = None  # enqueuing stopped midway: why (the batches sent before still run)
 
 
 class JobStatus(BaseModel):
@@ -173,7 +174,7 @@ class JobStore:
         self.client.hset(self.key(job_id, "state"), str(batch), "queued")
 
     def reader_errors(self, job_id: str, kind: Kind, lines: int, errors: list[LineError]) -> None:
-        """Lines the producer could not decode (bad UTF-8, not JSON): they never reach a worker."""
+        """Lines the producer refused (undecodable, or invalid as in-process): they never reach a worker."""
         report = IngestReport(kind=kind, lines=lines, errors=errors)
         outcome = BatchOutcome(report=report, worker="producer", finished=now_iso())
         self.client.hset(self.key(job_id, "outcome"), READER, outcome.model_dump_json())
@@ -303,7 +304,8 @@ class JobStore:
         reports = [BatchOutcome.model_validate_json(o).report for o in outcomes]
         letters = sorted((DeadLetter.model_validate(kloads(d)["letter"]) for d in dead), key=lambda d: d.batch)
         retrying = {int(k): v.decode() for k, v in errors.items() if states.get(k) == b"retrying"}
-        finished = meta.enqueued and sum(counts.get(s, 0) for s in FINISHED) >= meta.batches
+        finished = ((meta.enqueued or meta.failed is not None)
+                    and sum(counts.get(s, 0) for s in FINISHED) >= meta.batches)
         return JobStatus(
             meta=meta, states={s: counts.get(s, 0) for s in ("queued", "running", "retrying", "done", "dead")},
             report=merge_reports(meta.kind, reports, users, docs), dead=letters, retrying=retrying,

@@ -1,7 +1,8 @@
 """Raw input rows: JSONL, CSV or Parquet → (line number, mapping | LineError).
 
 Decoding problems stay with their line: invalid UTF-8, a byte-order mark, bad JSON, a line that
-is not an object, or a NUL character in any field each become a LineError and the file goes on.
+is not an object, a NUL character in any field, or values nested deeper than MAX_NESTING each
+become a LineError and the file goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ T = TypeVar("T")
 
 FORMATS = ("jsonl", "csv", "parquet")
 _BOM = b"\xef\xbb\xbf"
+# No input format nests values this deep; deeper lines would exhaust the interpreter's recursion
+# (the JSON decoder, validation, the queue's serialiser) and take the whole run down with them.
+MAX_NESTING = 32
+# A line longer than this holds more than any input keeps (a record's text is cut after
+# MAX_CHUNKS × MAX_TEXT characters, a fact's after MAX_TEXT): refused whole, in-process and on the
+# queue alike, before it is decoded.
+MAX_LINE_BYTES = 8 * 1024 * 1024
 Row = tuple[int, "dict[str, Any] | LineError"]
 
 
@@ -46,9 +54,29 @@ def nul_field(data: dict[str, Any]) -> LineError | None:
     return None
 
 
+def too_deep(data: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether lists and mappings nest more than `limit` levels (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _too_deep_error(line: int) -> LineError:
+    return LineError(line=line, message=f"too deeply nested (more than {MAX_NESTING} levels)")
+
+
 def _checked(line: int, data: Any) -> dict[str, Any] | LineError:
     if not isinstance(data, dict):
         return LineError(line=line, message=f"expected a JSON object, got {type(data).__name__}")
+    if too_deep(data):
+        return _too_deep_error(line)
     bad = nul_field(data)
     if bad is not None:
         return bad.model_copy(update={"line": line})
@@ -66,13 +94,18 @@ def parse_json_line(raw: bytes | str, line: int) -> dict[str, Any] | LineError:
         data = json.loads(raw.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
         return LineError(line=line, message=f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:  # nested beyond what the decoder follows
+        return _too_deep_error(line)
     return _checked(line, data)
 
 
 def read_jsonl(path: Path) -> Iterator[Row]:
     with path.open("rb") as handle:
         for line, raw in enumerate(handle, start=1):
-            if raw.strip() and raw.strip() != _BOM:
+            if len(raw) > MAX_LINE_BYTES:
+                yield line, LineError(line=line, message=f"line of {len(raw):,} bytes is over the limit of "
+                                                         f"{MAX_LINE_BYTES:,} bytes per line")
+            elif raw.strip() and raw.strip() != _BOM:
                 yield line, parse_json_line(raw, line)
 
 
@@ -136,9 +169,13 @@ def count_rows(path: str | Path) -> int | None:
     except ValueError:
         return None
     if kind == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowException):  # unreadable: reading it says why, with the job or line
+            return None
     with path.open("rb") as handle:
         lines = sum(1 for raw in handle if raw.strip())
     return lines - 1 if kind == "csv" else lines

@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from engine.review.items import item_facts
-from engine.review.sample import locate
+from engine.review.model import ReviewNotFound
+from engine.review.sample import BATCH_EXISTS, locate
 from engine.store import GraphStore
 
 TRAIN_SENTIMENT_LABELS = ("negative", "neutral", "positive")  # the encoder's order (engine.extract.encoder.tasks)
@@ -85,20 +86,23 @@ def training_rows(item: dict[str, Any], text: str, judgements: list[dict[str, An
 
 def export_training(store: GraphStore, out: Path, *, batch_id: str | None = None,
                     tagged: tuple[str, ...] | None = None) -> ExportReport:
-    """Write every judged document (of one batch, or all) to `out` (temp file, then rename)."""
+    """Write every judged document (of one batch, or all) to `out` (temp file, then rename; the
+    directory must exist)."""
+    if batch_id is not None and not store.ro_query(BATCH_EXISTS, {"id": batch_id}).rows:
+        raise ReviewNotFound(f"no review batch {batch_id!r}")
     items = store.ro_query(_DONE_ITEMS, {"batch": batch_id}).records()
-    ids = [_props(r["i"])["id"] for r in items]
-    by_item: dict[str, list[dict[str, Any]]] = {}
+    ids = sorted({_props(r["i"])["id"] for r in items})
+    # judgements belong to the (batch, document) pair: item keys stored in an older form could repeat
+    by_item: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in store.ro_query(_ITEM_JUDGEMENTS, {"ids": ids}).records():
         j = _props(r["j"])
-        by_item.setdefault(j["item_id"], []).append(j)
+        by_item.setdefault((j["batch_id"], j["doc_id"]), []).append(j)
     report = ExportReport(path=str(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         for r in items:
             item = _props(r["i"])
-            judged = sorted(by_item.get(item["id"], []), key=lambda j: j.get("seq", 0))
+            judged = sorted(by_item.get((item["batch_id"], item["doc_id"]), []), key=lambda j: j.get("seq", 0))
             fact_row, sentiment_row = training_rows(item, r["text"] or "", judged, tagged)
             report.documents += 1
             if fact_row is None:

@@ -3,9 +3,10 @@ stored for it, frozen at sampling time), judgements, and the errors a judgement 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 STRATA = ("lang", "predicate", "tier")
 Stratum = Literal["lang", "predicate", "tier"]
@@ -74,6 +75,7 @@ class Batch(BaseModel):
     stratify: list[str] = Field(default_factory=list)
     size: int = 0
     judged: int = 0
+    forgotten: int = Field(default=0, description="documents removed by forget since sampling (counted in size)")
 
 
 class ItemSummary(BaseModel):
@@ -127,23 +129,33 @@ class ItemView(BaseModel):
 # --- what a reviewer sends -------------------------------------------------------------------
 
 
+def _no_nul(value: str) -> str:
+    """NUL cannot travel through the graph stores' query protocol: refused by field, as in ingest."""
+    if "\x00" in value:
+        raise PydanticCustomError("nul", "contains a NUL character (binary content)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
 class FactJudgement(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ref: str = Field(min_length=1, max_length=600, description="the fact's ref from the item")
+    ref: Text = Field(min_length=1, max_length=600, description="the fact's ref from the item")
     verdict: Verdict
-    predicate: str | None = Field(default=None, max_length=64, description="fix: the right predicate")
-    object: str | None = Field(default=None, max_length=500, description="fix: the right object or value")
+    predicate: Text | None = Field(default=None, max_length=64, description="fix: the right predicate")
+    object: Text | None = Field(default=None, max_length=500, description="fix: the right object or value")
     span: tuple[int, int] | None = Field(default=None, description="fix: where the right object is")
 
 
 class MissingFact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    predicate: str = Field(min_length=1, max_length=64)
-    object: str = Field(min_length=1, max_length=500)
+    predicate: Text = Field(min_length=1, max_length=64)
+    object: Text = Field(min_length=1, max_length=500)
     span: tuple[int, int] | None = Field(default=None, description="[start, end) in the text")
-    evidence: str | None = Field(default=None, max_length=2000,
+    evidence: Text | None = Field(default=None, max_length=2000,
                                  description="the words in the text, when no span is given")
 
 

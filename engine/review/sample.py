@@ -8,9 +8,11 @@ what the engine extracted, not on what reviewers changed afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,6 +25,9 @@ from engine.store import GraphStore
 from graph_schema import PREDICATES
 
 RECENT_DAYS = 30  # default window: the month before the newest document
+BATCH_NAME = re.compile(r"[\w.-]{1,128}")  # as the API: no `|`, `/`, space or control character
+SEED_RANGE = (-(2**63), 2**63 - 1)  # what the graph stores as an integer: a bigger seed would be clamped
+FORGOTTEN = "forgotten"  # the state of an item whose document was forgotten: a tombstone
 FACT_TYPES = [name for name, p in PREDICATES.items() if not p.behaviour]
 
 
@@ -73,7 +78,7 @@ RETURN d.id AS doc_id, d.user_id AS user_id, d.ts AS ts, coalesce(d.lang, 'unkno
        d.text AS text, d.sentiment AS sentiment
 """
 
-_BATCH_EXISTS = "MATCH (b:ReviewBatch {id: $id}) RETURN b.id"
+BATCH_EXISTS = "MATCH (b:ReviewBatch {id: $id}) RETURN b.id"
 _BATCHES_IN_PERIOD = "MATCH (b:ReviewBatch) WHERE b.period = $period RETURN count(b) AS n"
 
 # One statement: a batch is there with all its items or not at all.
@@ -214,6 +219,10 @@ def sample_batch(
     `since` (ISO date or timestamp) defaults to 30 days before the newest document."""
     if n < 1:
         raise ReviewInvalid(f"n: must be at least 1, got {n}")
+    if name is not None and not BATCH_NAME.fullmatch(name):
+        raise ReviewInvalid(f"name: {name[:60]!r} is not a batch name (1-128 letters, digits, _ . -)")
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ReviewInvalid(f"seed: {seed} is outside the 64-bit range the graph stores (|seed| < 2^63)")
     unknown = [k for k in stratify if k not in STRATA]
     if unknown:
         raise ReviewInvalid(f"stratify: unknown key(s) {unknown}; use {', '.join(STRATA)}")
@@ -232,7 +241,7 @@ def sample_batch(
     chosen = stratified_sample(pool, n, list(stratify), seed)
     period = now.strftime("%Y-%m")
     batch_id = name or f"{period}-{int(store.ro_query(_BATCHES_IN_PERIOD, {'period': period}).scalar() or 0) + 1}"
-    if store.ro_query(_BATCH_EXISTS, {"id": batch_id}).rows:
+    if store.ro_query(BATCH_EXISTS, {"id": batch_id}).rows:
         raise ReviewConflict(f"a review batch named {batch_id!r} exists already")
     ids = [c.doc_id for c in chosen]
     docs = documents(store, ids)
@@ -249,14 +258,22 @@ def sample_batch(
         }.items() if v is not None}  # a null property is no property
         for i, c in enumerate(chosen)
     ]
-    props = batch.model_dump(exclude={"judged"}, exclude_none=True)
+    props = batch.model_dump(exclude={"judged", "forgotten"}, exclude_none=True)
     store.query(_CREATE_BATCH, {"batch": props, "items": items})
     strata = Counter("|".join(c.stratum(list(stratify))) or "all" for c in chosen)
     return SampleReport(batch=batch, pool=len(pool), strata=dict(sorted(strata.items())))
 
 
 def item_id(batch_id: str, doc_id: str) -> str:
-    return f"{batch_id}|{doc_id}"
+    """The item's key: a JSON pair, so no batch and document ids can make the same key (items
+    are still looked up by the (batch_id, doc_id) pair, so keys stored in an older form read too)."""
+    return json.dumps([batch_id, doc_id], ensure_ascii=False)
+
+
+def tombstone_id(batch_id: str, doc_id: str) -> str:
+    """The key a forgotten item keeps: a digest, so the document id itself is not kept, and a
+    stale request for the pair can still be told "gone" (410) instead of "never there" (404)."""
+    return "forgotten:" + hashlib.sha256(item_id(batch_id, doc_id).encode()).hexdigest()
 
 
 def _since(raw: str) -> str:

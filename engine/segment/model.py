@@ -3,6 +3,11 @@
 Parsing is hand-rolled around small pydantic models so that every error names the offending key
 by its path (`where.all[1].lives_in.withn: unknown key`) instead of pydantic's union noise.
 Time windows are resolved later, against an injectable `now` (see `Window.bounds`).
+
+A definition is bounded before it is parsed: YAML is read by a safe loader that stops at
+MAX_NESTING levels and MAX_ALIASES aliases, and the value tree (aliases counted every time they are
+used, measured without expanding them) may hold MAX_VALUES values and MAX_CONDITIONS conditions —
+a hostile file (an alias bomb, thousands of clauses, deep nesting) is refused with a message.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from graph_schema import PREDICATES, LiteralError, Target, normalise_literal
 QID = re.compile(r"^Q[1-9][0-9]{0,11}$")
 SEGMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_DEPTH = 8  # hierarchy hops followed by descendant_of / within (Wikidata chains are short)
+MAX_NESTING = 32  # levels of mappings and lists in a definition
+MAX_ALIASES = 100  # YAML aliases (*name) in one definition
+MAX_VALUES = 100_000  # values in a definition, an alias counted each time it is used
+MAX_CONDITIONS = 200  # conditions (leaves) in one definition; each is a graph lookup per run
 
 
 class SegmentDefinitionError(ValueError):
@@ -355,16 +364,50 @@ def parse_condition(body: Any, path: str) -> Node:
     if key in ("all", "any"):
         if not isinstance(inner, list) or not inner:
             raise SegmentDefinitionError(here, "expected a non-empty list of conditions")
+        if len(inner) > MAX_CONDITIONS:
+            raise SegmentDefinitionError(here, f"{len(inner):,} conditions: at most {MAX_CONDITIONS} in a definition")
         return Node(op=key, children=[parse_condition(c, f"{here}[{i}]") for i, c in enumerate(inner)])
     if key == "not":
         return Node(op="not", children=[parse_condition(inner, here)])
     return Node(op="leaf", leaf=_leaf(here, key, inner))
 
 
+def measure(raw: Any) -> tuple[int, int]:
+    """(values, nesting depth) of a definition with every shared part (a YAML alias) counted each
+    time it is used — computed once per distinct part, so an alias bomb is measured without being
+    expanded — walked without recursion; refuses a self-referencing alias and the limits above."""
+    sizes: dict[int, tuple[int, int]] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(raw, False)]
+    while stack:
+        value, finished = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        key = id(value)
+        children = [c for c in (value.values() if isinstance(value, dict) else value) if isinstance(c, dict | list)]
+        if finished:
+            on_path.discard(key)
+            size = 1 + len(value) - len(children) + sum(sizes[id(c)][0] for c in children)
+            depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
+            if size > MAX_VALUES:
+                raise SegmentDefinitionError("", f"too large: more than {MAX_VALUES:,} values (aliases expanded)")
+            if depth > MAX_NESTING:
+                raise SegmentDefinitionError("", f"too deeply nested (more than {MAX_NESTING} levels)")
+            sizes[key] = (size, depth)
+        elif key in on_path:
+            raise SegmentDefinitionError("", "a YAML alias refers to a mapping or list that contains it")
+        elif key not in sizes:
+            on_path.add(key)
+            stack.append((value, True))
+            stack.extend((c, False) for c in children)
+    return sizes.get(id(raw), (1, 0))
+
+
 def parse_definition(raw: Any) -> SegmentDefinition:
     """Validate a definition mapping; raises SegmentDefinitionError naming the key."""
     if not isinstance(raw, dict):
         raise SegmentDefinitionError("", "a segment definition is a mapping (YAML or JSON object)")
+    measure(raw)
     for key in raw:
         if key not in TOP_KEYS:
             raise SegmentDefinitionError(str(key), f"unknown key; known: {', '.join(sorted(TOP_KEYS))}")
@@ -382,6 +425,9 @@ def parse_definition(raw: Any) -> SegmentDefinition:
     root = parse_condition(raw["where"], "where") if "where" in raw else parse_condition(
         {"cypher": raw["cypher"]}, ""
     )
+    conditions = len(root.leaves())
+    if conditions > MAX_CONDITIONS:
+        raise SegmentDefinitionError("where", f"{conditions:,} conditions: at most {MAX_CONDITIONS} in a definition")
     return SegmentDefinition(
         id=seg_id,
         name=name.strip(),
@@ -405,11 +451,37 @@ def load_definition(source: str | Path | dict[str, Any]) -> SegmentDefinition:
             raise SegmentDefinitionError("", f"cannot read {path}: {exc}") from None
     else:
         text = str(source)
+    loader = _BoundedLoader(text)  # YAML is a superset of JSON
     try:
-        raw = yaml.safe_load(text)  # YAML is a superset of JSON
+        raw = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise SegmentDefinitionError("", f"not valid YAML/JSON: {exc}") from None
+    finally:
+        loader.dispose()
     return parse_definition(raw)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stopped while composing at MAX_NESTING levels (before the composer's
+    own recursion runs out) and at MAX_ALIASES aliases."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise SegmentDefinitionError("", f"more than {MAX_ALIASES} YAML aliases")
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise SegmentDefinitionError("", f"too deeply nested (more than {MAX_NESTING} levels)")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def utc_now() -> datetime:

@@ -16,6 +16,7 @@ from engine.review import (
     ReviewConflict,
     ReviewGone,
     ReviewInvalid,
+    ReviewNotFound,
     export_training,
     get_batch,
     get_item,
@@ -284,7 +285,7 @@ def test_stale_batch_when_the_document_is_gone(store, settings) -> None:
 
 
 def test_review_cypher_passes_neo4j_linter(store, settings, tmp_path) -> None:
-    from engine.review.judge import _CONFIRM, _REJECT, edge_statement
+    from engine.review.judge import _CONFIRM, _EDGES_BEFORE, _REJECT, _WITHDRAW, edge_statement
     from graph_schema import PREDICATES
     from tests.cypherlint import lint_statements
     from tests.integration.test_cypher_dialect import RecordingStore
@@ -300,6 +301,134 @@ def test_review_cypher_passes_neo4j_linter(store, settings, tmp_path) -> None:
     forget_user(recorder, "ana")
     statements = set(recorder.statements)
     statements.update(edge_statement(t, name, p.target.value) for name, p in PREDICATES.items()
-                      for t in (_CONFIRM, _REJECT))
+                      for t in (_CONFIRM, _REJECT, _WITHDRAW, _EDGES_BEFORE))
     problems = [(r.statement, r.errors) for r in lint_statements(sorted(statements)) if r.errors]
     assert problems == []
+
+
+# --- hardening (#16): item keys, re-judgement, forget tombstones, seeds, export errors ------------
+
+
+def legacy_collision(store, settings) -> None:
+    """Two batches stored the way items were keyed before: `batch|doc`. Batch `a|b` + document `c`
+    (ana's) and batch `a` + document `b|c` (luis') both got the item key `a|b|c`."""
+    reviewdata.add_documents(store, settings, {
+        "c": ("ana", "en", "2024-05-01T10:00:00Z", "I like tea.", "positive", [("LIKES", "tea", "encoder")]),
+        "b|c": ("luis", "en", "2024-06-01T10:00:00Z", "I like jazz.", "positive", [("LIKES", "jazz", "encoder")]),
+    })
+    sample_batch(store, 1, since="2024-05-15", name="x")  # b|c
+    sample_batch(store, 1, since="2024-01-01", name="y")  # c
+    for old, new in (("y", "a|b"), ("x", "a")):
+        store.query("MATCH (b:ReviewBatch {id: $old}) SET b.id = $new, b.name = $new", {"old": old, "new": new})
+        store.query("MATCH (i:ReviewItem {batch_id: $old}) SET i.batch_id = $new, i.id = 'a|b|c'",
+                    {"old": old, "new": new})
+
+
+def test_item_keys_cannot_collide_and_old_colliding_keys_still_read_apart(store, settings, tmp_path) -> None:
+    from engine.review.sample import item_id
+
+    assert item_id("a|b", "c") != item_id("a", "b|c")
+    legacy_collision(store, settings)
+    tea, jazz = get_item(store, "a|b", "c"), get_item(store, "a", "b|c")
+    assert (tea.user_id, tea.text) == ("ana", "I like tea.") and (jazz.user_id, jazz.text) == ("luis", "I like jazz.")
+    # luis' fact judged wrong: ana's fact is untouched
+    judge_document(store, settings, "a", "b|c", DocumentJudgement(
+        rev=0, sentiment={"verdict": "correct"}, facts=[{"ref": jazz.facts[0].ref, "verdict": "wrong"}]), "alice")
+    assert edge(store, "luis", "LIKES", "jazz")["status"] == "rejected"
+    assert edge(store, "ana", "LIKES", "tea")["status"] == "active"
+    # judging ana's document keeps the judgements of luis' document
+    judge_document(store, settings, "a|b", "c", DocumentJudgement(
+        rev=0, sentiment={"verdict": "correct"}, facts=[{"ref": tea.facts[0].ref, "verdict": "correct"}]), "bob")
+    assert [(j.kind, j.verdict, j.reviewer) for j in get_item(store, "a", "b|c").judgements] == [
+        ("fact", "wrong", "alice"), ("sentiment", "correct", "alice")]
+    assert [j.reviewer for j in get_item(store, "a|b", "c").judgements] == ["bob", "bob"]
+    report = export_training(store, tmp_path / "ab.jsonl", batch_id="a|b")
+    rows = [json.loads(line) for line in (tmp_path / "ab.jsonl").read_text().splitlines()]
+    assert report.documents == 1 and {r["text"] for r in rows} == {"I like tea."}
+    with pytest.raises(ReviewInvalid, match="name"):
+        sample_batch(store, 1, since="2024-01-01", name="a|b")
+
+
+def judged_twice(store, settings, *, legacy: bool = False) -> tuple[dict, object]:
+    """alice adds a fix and two missing facts to d6 (one new, one ana already had from d2); then bob
+    judges d6 "all correct, nothing missing". `legacy`: alice's judgement is stored as before the
+    judgements kept what they added (no resolved keys, no prior state)."""
+    reviewdata.load(store, settings)
+    reviewdata.add_documents(store, settings, {"d6": ("ana", "en", "2024-05-06T10:00:00Z",
+                                                      "I hate rain, I love tea and my cat.", "positive",
+                                                      [("LIKES", "rain", "encoder")])})
+    sample_batch(store, 10, since="2024-01-01", name="b")
+    item = get_item(store, "b", "d6")
+    tea_before = edge(store, "ana", "LIKES", "tea")
+    judge_document(store, settings, "b", "d6", DocumentJudgement(
+        rev=0, sentiment={"verdict": "wrong", "label": "negative"},
+        facts=[{"ref": item.facts[0].ref, "verdict": "fix", "predicate": "DISLIKES", "object": "rain"}],
+        missing=[{"predicate": "LIKES", "object": "tea", "evidence": "tea"},
+                 {"predicate": "HAS_PET", "object": "cat", "evidence": "cat"}]), "alice")
+    assert edge(store, "ana", "HAS_PET", "cat")["confirmed"] is True
+    assert edge(store, "ana", "LIKES", "tea")["docs"] == ["d2", "d6"]
+    if legacy:
+        store.query("MATCH (j:Judgement) REMOVE j.added_key, j.added_label, j.added_predicate, j.prior_confidence, "
+                    "j.prior_confirmed")
+    judge_document(store, settings, "b", "d6", DocumentJudgement(
+        rev=1, sentiment={"verdict": "correct"}, facts=[{"ref": item.facts[0].ref, "verdict": "correct"}]), "bob")
+    return tea_before, item
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["judgements-now", "judgements-stored-before"])
+def test_a_new_judgement_withdraws_what_the_superseded_one_added(store, settings, legacy: bool) -> None:
+    tea_before, item = judged_twice(store, settings, legacy=legacy)
+    for predicate, obj in (("DISLIKES", "rain"), ("HAS_PET", "cat")):  # only d6 supported them: withdrawn
+        e = edge(store, "ana", predicate, obj)
+        assert e["status"] == "rejected" and e["confirmed"] is False and e["withdrawn_by"] == "bob"
+        assert "withdrawn: added by alice" in e["status_reason"] and "bob" in e["status_reason"]
+    tea = edge(store, "ana", "LIKES", "tea")  # d2 still supports it: d6 leaves its evidence
+    assert (tea["status"], tea["docs"], tea["evidence_count"], tea["confirmed"]) == ("active", ["d2"], 1, False)
+    if not legacy:  # the confidence before the review was kept with the judgement
+        assert tea["confidence"] == tea_before["confidence"]
+    rain = edge(store, "ana", "LIKES", "rain")
+    assert rain["status"] == "active" and rain["confirmed_by"] == "bob"
+    assert store.ro_query("MATCH (d:Document {id: 'd6'}) RETURN d.sentiment").scalar() == "positive"
+    assert {j.reviewer for j in get_item(store, "b", "d6").judgements} == {"bob"}
+    assert "HAS_PET" not in {f.predicate for f in get_persona(store, "ana").facts if f.status == "active"}
+    # and alice again, adding the cat back: the fact is active and confirmed again
+    judge_document(store, settings, "b", "d6", DocumentJudgement(
+        rev=2, sentiment={"verdict": "correct"}, facts=[{"ref": item.facts[0].ref, "verdict": "correct"}],
+        missing=[{"predicate": "HAS_PET", "object": "cat", "evidence": "cat"}]), "alice")
+    cat = edge(store, "ana", "HAS_PET", "cat")
+    assert cat["status"] == "active" and cat["confirmed"] is True
+
+
+def test_forgotten_documents_leave_tombstones_answered_gone(store, settings) -> None:
+    items = sampled(store, settings)
+    batch = items["_batch"]["id"]
+    judge_all(store, settings, items)
+    forget_user(store, "ana")
+    detail = get_batch(store, batch)
+    assert (detail.batch.size, detail.batch.forgotten, detail.batch.judged) == (4, 2, 2)
+    assert quality_report(store).batches[0].size == 4
+    for doc in ("d1", "d2"):
+        with pytest.raises(ReviewGone, match="stale"):
+            get_item(store, batch, doc)
+        with pytest.raises(ReviewGone, match="stale"):
+            judge_document(store, settings, batch, doc, DocumentJudgement(**reviewdata.judgements(items)[doc]),
+                           "alice")
+    with pytest.raises(ReviewNotFound):
+        get_item(store, batch, "d99")
+    assert get_item(store, batch, "d3").of == 4
+    tombstones = store.ro_query("MATCH (i:ReviewItem {state: 'forgotten'}) RETURN properties(i)").rows
+    assert len(tombstones) == 2 and all(set(t[0]) == {"id", "batch_id", "position", "state"} for t in tombstones)
+    values = json.dumps([r[0] for r in store.ro_query("MATCH (n) RETURN properties(n)").rows])
+    assert '"d1"' not in values and '"d2"' not in values and '"ana"' not in values
+
+
+def test_seed_beyond_64_bits_and_unknown_export_batch_are_refused(store, settings, tmp_path) -> None:
+    reviewdata.load(store, settings)
+    with pytest.raises(ReviewInvalid, match="seed"):
+        sample_batch(store, 2, since="2024-01-01", seed=2**63)
+    assert store.ro_query("MATCH (b:ReviewBatch) RETURN count(b)").scalar() == 0
+    assert sample_batch(store, 2, since="2024-01-01", seed=2**63 - 1, name="big").batch.seed == 2**63 - 1
+    assert store.ro_query("MATCH (b:ReviewBatch {id: 'big'}) RETURN b.seed").scalar() == 2**63 - 1
+    with pytest.raises(ReviewNotFound, match="nope"):
+        export_training(store, tmp_path / "x.jsonl", batch_id="nope")
+    assert not (tmp_path / "x.jsonl").exists()

@@ -127,7 +127,10 @@ def test_bad_judgements_are_clear_4xx_and_write_nothing(client: TestClient, stor
     store.query("MATCH (u:User {id: 'luis'})-[f:LIVES_IN]->() DELETE f")
     error(client.put(f"{url}/d3", json=good["d3"], headers=ALICE), 409, "no longer exists")
     assert client.delete("/users/ana", headers=ALICE).status_code == 200
-    assert client.get(f"/review/batches/{batch}").json()["batch"]["size"] == 2  # ana's items went with her
+    batch_after = client.get(f"/review/batches/{batch}").json()
+    assert (batch_after["batch"]["size"], batch_after["batch"]["forgotten"], len(batch_after["items"])) == (4, 2, 2)
+    error(client.get(f"{url}/d1"), 410, "stale")  # ana's items are tombstones now
+    error(client.put(f"{url}/d2", json=good["d2"], headers=ALICE), 410, "stale")
     store.query("MATCH (d:Document {id: 'd4'}) DETACH DELETE d")
     error(client.get(f"{url}/d4"), 410, "stale")
     error(client.put(f"{url}/d4", json=good["d4"], headers=ALICE), 410, "stale")
@@ -224,3 +227,44 @@ def test_cli_report_exit_code_on_drift(store, settings, cli_env) -> None:
     assert res.exit_code == 1 and "alert" in res.output and "june" in res.output
     # a generous allowance: no alert
     assert runner.invoke(cli, ["review", "report", "--alert-points", "100"], env=cli_env).exit_code == 0
+
+
+# --- hardening (#16) -------------------------------------------------------------------------
+
+
+def test_nul_in_a_judgement_is_a_422_naming_the_field(client: TestClient, store) -> None:
+    batch = new_batch(client)
+    good = reviewdata.judgements(items(client, batch))
+    url = f"/review/batches/{batch}/items"
+    fix = json.loads(json.dumps(good["d3"]))
+    fix["facts"][1]["object"] = "ga\x00to"
+    error(client.put(f"{url}/d3", json=fix, headers=ALICE), 422, "facts.1.object: contains a NUL character")
+    missing = good["d4"] | {"missing": [{"predicate": "WORKS_AS", "object": "profe\x00sora", "span": [4, 13]}]}
+    error(client.put(f"{url}/d4", json=missing, headers=ALICE), 422, "missing.0.object: contains a NUL")
+    evidence = good["d4"] | {"missing": [{"predicate": "WORKS_AS", "object": "x", "evidence": "\x00"}]}
+    error(client.put(f"{url}/d4", json=evidence, headers=ALICE), 422, "missing.0.evidence")
+    assert store.ro_query("MATCH (j:Judgement) RETURN count(j)").scalar() == 0
+
+
+def test_api_refuses_a_seed_the_graph_cannot_store(client: TestClient, store) -> None:
+    resp = client.post("/review/batches", json={"n": 2, "since": "2024-01-01", "seed": 2**63}, headers=ALICE)
+    error(resp, 422, "seed")
+    assert store.ro_query("MATCH (b:ReviewBatch) RETURN count(b)").scalar() == 0
+
+
+def test_cli_refuses_bad_names_seeds_unknown_batches_and_missing_directories(store, settings, cli_env,
+                                                                             tmp_path: Path) -> None:
+    reviewdata.load(store, settings)
+    sample = ["review", "sample", "--n", "2", "--since", "2024-01-01"]
+    for bad in (["--name", "a|b"], ["--name", "a b"], ["--seed", str(2**63)]):
+        res = runner.invoke(cli, [*sample, *bad], env=cli_env)
+        assert res.exit_code == 2 and bad[0].lstrip("-") in res.output, res.output
+    assert store.ro_query("MATCH (b:ReviewBatch) RETURN count(b)").scalar() == 0
+    assert runner.invoke(cli, [*sample, "--name", "may-1.a"], env=cli_env).exit_code == 0
+    res = runner.invoke(cli, ["review", "export", "--batch", "nope", "--out", str(tmp_path / "x.jsonl")], env=cli_env)
+    assert res.exit_code == 1 and "no review batch 'nope'" in res.output and not (tmp_path / "x.jsonl").exists()
+    missing = tmp_path / "nonexistent" / "dir" / "x.jsonl"
+    res = runner.invoke(cli, ["review", "export", "--out", str(missing)], env=cli_env)
+    assert res.exit_code == 1 and "does not exist" in " ".join(res.output.split()) and not missing.parent.exists()
+    res = runner.invoke(cli, ["review", "export", "--batch", "may-1.a", "--json"], env=cli_env)  # default path
+    assert res.exit_code == 0 and json.loads(res.stdout)["path"].startswith(str(settings.home))

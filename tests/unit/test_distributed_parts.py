@@ -32,11 +32,12 @@ def test_partition_is_stable_and_total() -> None:
 
 def test_windows_count_valid_items_like_the_pipeline() -> None:
     good = {"doc_id": "d", "user_id": "u", "ts": "2024-01-01T00:00:00Z", "predicate": "LIKES", "object": "x"}
-    assert valid_items("facts", good, 1, BatchOptions()) == 1
-    assert valid_items("facts", {**good, "ts": 12}, 1, BatchOptions()) == 0
+    assert valid_items("facts", good, 1, BatchOptions()) == (1, [])
+    valid, errors = valid_items("facts", {**good, "ts": 12}, 7, BatchOptions())
+    assert valid == 0 and [(e.line, e.field) for e in errors] == [(7, "ts")]  # what the producer reports
     long = {"user_id": "u", "ts": "2024-01-01T00:00:00Z", "text": "word " * 9000}
-    assert valid_items("records", long, 1, BatchOptions(oversize="chunk")) == 3  # 45k characters → 3 records
-    assert valid_items("records", long, 1, BatchOptions(oversize="truncate")) == 1
+    assert valid_items("records", long, 1, BatchOptions(oversize="chunk"))[0] == 3  # 45k characters → 3 records
+    assert valid_items("records", long, 1, BatchOptions(oversize="truncate"))[0] == 1
 
 
 def test_merge_reports_sums_batches() -> None:

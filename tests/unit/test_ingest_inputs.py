@@ -117,3 +117,34 @@ def test_line_error_reads_the_same_everywhere(tmp_path: Path) -> None:
     texts = [str(e) for _, e in items]
     assert texts[0] == texts[2] == texts[4] and texts[0].startswith("line 1: record: not valid JSON")
     assert texts[1] == texts[3] == "line 2: colour: unknown field"
+
+
+def nested_line(make, depth: int) -> bytes:
+    """A valid line with one more field holding lists nested `depth` deep."""
+    return make()[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(("reader", "make", "kind"), READERS)
+@pytest.mark.parametrize("depth", [40, 1_000, 100_000])
+def test_deeply_nested_lines_fail_alone(tmp_path: Path, reader, make, kind, depth: int) -> None:
+    path = jsonl(tmp_path / "in.jsonl", [make(), nested_line(make, depth), make(user_id="bob")])
+    items = list(reader(path))
+    bad = errors_by_line(items)
+    assert list(bad) == [2] and bad[2].message.startswith("too deeply nested"), bad
+    assert [i.user_id for _, i in items if isinstance(i, kind)] == ["ana", "bob"]
+
+
+def test_nesting_within_the_limit_is_read_and_api_items_are_checked_too() -> None:
+    from engine.ingest import facts_from_items
+    from engine.ingest.rows import MAX_NESTING, too_deep
+
+    def nest(depth: int) -> dict:
+        value: dict = {}
+        for _ in range(depth - 1):
+            value = {"x": value}
+        return value
+
+    assert not too_deep(nest(MAX_NESTING)) and too_deep(nest(MAX_NESTING + 1))
+    item = json.loads(fact().decode()) | {"deep": nest(MAX_NESTING)}
+    ((line, error),) = list(facts_from_items([item]))
+    assert line == 1 and error.message.startswith("too deeply nested")

@@ -135,3 +135,53 @@ def test_example_segments_parse() -> None:
     assert "churn_risk.yaml" in names
     for name in names:
         load_definition(str(folder.joinpath(name)))
+
+
+# --- hostile definitions (#16 rows 8-10): bounded before they are parsed ----------------------
+
+
+def alias_bomb(levels: int) -> str:
+    """Each level lists the previous one nine times: 9**levels conditions once the aliases expand."""
+    lines = ["id: bomb", "where:", "  all:",
+             "    - any: &l0 [" + ", ".join(["{likes: {key: x}}"] * 9) + "]"]
+    lines += [f"    - any: &l{i} [" + ", ".join([f"{{any: *l{i - 1}}}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def refused(text: str) -> str:
+    with pytest.raises(SegmentDefinitionError) as info:
+        load_definition(text)
+    return str(info.value)
+
+
+def test_an_alias_bomb_is_measured_without_expanding_it() -> None:
+    assert "too large" in refused(alias_bomb(7))  # 9**7 ≈ 4.8 million conditions
+    assert "more than 100 YAML aliases" in refused("id: a\nwhere: &x {likes: {key: x}}\nn: [" +
+                                                   ", ".join(["*x"] * 101) + "]\n")
+    assert "refers to a mapping or list that contains it" in refused("id: s\nwhere: &a {all: [*a]}\n")
+    # aliases within the limits are YAML as usual
+    d = load_definition("id: ok\nwhere:\n  any:\n    - &tea {likes: {key: tea}}\n    - not: *tea\n")
+    assert [lf.path for lf in d.root.leaves()] == ["where.any[0].likes", "where.any[1].not.likes"]
+
+
+@pytest.mark.parametrize("depth", [40, 3_000, 100_000])
+def test_deep_nesting_is_refused_with_a_message(depth: int) -> None:
+    text = "id: deep\nwhere: " + "{not: " * depth + "{likes: {key: x}}" + "}" * depth + "\n"
+    assert "too deeply nested (more than 32 levels)" in refused(text)
+    nested: dict = {"likes": {"key": "x"}}
+    for _ in range(depth):
+        nested = {"not": nested}
+    assert "too deeply nested" in err({"id": "deep", "where": nested})
+    ok: dict = {"likes": {"key": "x"}}
+    for _ in range(20):
+        ok = {"not": ok}
+    assert len(parse_definition({"id": "ok", "where": ok}).root.leaves()) == 1
+
+
+def test_thousands_of_clauses_are_refused_with_a_clear_error() -> None:
+    same = [{"likes": {"key": "x"}}] * 10_000
+    assert err({"id": "many", "where": {"all": same}}) == (
+        "where.all: 10,000 conditions: at most 200 in a definition")
+    spread = {"all": [{"any": [{"likes": {"key": f"k{i}-{j}"}} for j in range(150)]} for i in range(2)]}
+    assert err({"id": "spread", "where": spread}) == "where: 300 conditions: at most 200 in a definition"
+    assert len(parse_definition({"id": "fine", "where": {"all": same[:200]}}).root.leaves()) == 200
