@@ -158,7 +158,7 @@ class GraphStore(Protocol):
         """Places in the database still holding a user, described for a person; empty when none.
 
         Keys, streams and records whose name or value contains one of `contains` (a user id, whole
-        document texts) or equals one of `equals` (its document ids); graph properties equal to any.
+        document texts) or equals one of `equals` (its document ids); this graph's properties equal to any.
         """
         ...
 

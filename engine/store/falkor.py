@@ -330,10 +330,10 @@ class FalkorStore:
 
     def residue(self, contains: Sequence[str], equals: Sequence[str] = ()) -> list[str]:
         """Every database of the server: key names and values by type, queued messages decoded,
-        and every graph's node and relationship properties (engine.store.falkor_residue)."""
+        and this graph's node and relationship properties (engine.store.falkor_residue)."""
         from engine.store.falkor_residue import server_residue
 
-        return [hit.describe() for hit in server_residue(self._db.connection, contains, equals)]
+        return [hit.describe() for hit in server_residue(self._db.connection, self.graph_name, contains, equals)]
 
     def close(self) -> None:
         try:

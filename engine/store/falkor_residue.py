@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterator, Sequence
 
 import redis
@@ -97,7 +98,7 @@ def _graph_hits(client: redis.Redis, db: int, key: str, needles: Sequence[str]) 
     for kind, query in (("graph node", _GRAPH_NODES), ("graph edge", _GRAPH_EDGES)):
         reply = client.execute_command("GRAPH.RO_QUERY", key, query_with_needles(query, needles))
         for label, props in reply[1]:
-            hits.append(ServerHit(db=db, key=key, kind=kind, detail=f"{_text(label)}: {[_text(p) for p in props]}"))
+            hits.append(ServerHit(db=db, key=key, kind=kind, detail=f"{_text(label)} {_text(props)}"))
     return hits
 
 
@@ -105,16 +106,22 @@ def query_with_needles(query: str, needles: Sequence[str]) -> str:
     return _with_params(query, {"needles": list(needles)})
 
 
-def server_residue(client: redis.Redis, contains: Sequence[str], equals: Sequence[str] = ()) -> list[ServerHit]:
-    """Every key (in every database) whose name or value contains one of `contains` (a user id, a
-    document text) or equals one of `equals` (document ids, often short), and every graph node or
-    relationship with a property equal to any of them (or a list property holding one)."""
+def server_residue(
+    client: redis.Redis, graph: str, contains: Sequence[str], equals: Sequence[str] = ()
+) -> list[ServerHit]:
+    """Every key (in every database) whose name or value contains one of `contains` as a whole token
+    (a user id, a document text) or equals one of `equals` (document ids, often short), and every node or
+    relationship of `graph` with a property equal to any of them (or a list property holding one).
+    Other graphs on the server are other data sets, with their own forget."""
     wanted, exact = [n for n in contains if n], {n for n in equals if n}
     if not wanted and not exact:
         return []
+    # Whole tokens: the id "ann" is not found in "joann"; inside JSON, keys and text it still is.
+    alternatives = "|".join(rf"(?<![0-9A-Za-z_]){re.escape(n)}(?![0-9A-Za-z_])" for n in wanted)
+    token = re.compile(alternatives) if wanted else None
 
     def holds(value: str) -> bool:
-        return value in exact or any(n in value for n in wanted)
+        return value in exact or (token is not None and token.search(value) is not None)
 
     hits: list[ServerHit] = []
     for db in databases_with_keys(client):
@@ -123,7 +130,8 @@ def server_residue(client: redis.Redis, contains: Sequence[str], equals: Sequenc
             for raw_key in per_db.scan_iter(count=1000):
                 key, kind = _text(raw_key), _text(per_db.type(raw_key))
                 if kind == "graphdata":
-                    hits.extend(_graph_hits(per_db, db, key, [*wanted, *sorted(exact)]))
+                    if key == graph:
+                        hits.extend(_graph_hits(per_db, db, key, [*wanted, *sorted(exact)]))
                     continue
                 if holds(key):
                     hits.append(ServerHit(db=db, key=key, kind=kind, detail="key name"))
