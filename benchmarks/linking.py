@@ -1,27 +1,28 @@
 """Linker speed: KB load time, resident memory, mentions/s on the exact-alias path and the full path.
 
-    .venv/bin/python benchmarks/linking.py [--n 50000] [--kb linkers/data/kb.bin]
+    .venv/bin/python benchmarks/linking.py [--n 50000] [--kb linkers/data/kb.bin] [--baseline-rev REV]
 
 Exact path: KB labels as mentions (distinct, so the normalisation cache does not help), no
 predicate, no context. Full path: the same labels with predicates and context, 1 in 5 with a
 typo (fuzzy fallback) and 1 in 10 unknown (NIL). Single process, single thread.
+--baseline-rev REV first runs the same measurement on `linkers/` and `graph_schema/` (and their KB)
+as of git revision REV, in a child process on an extracted copy, then prints current / baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import random
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from linkers.kb import kb_path, load_kb  # noqa: E402
-from linkers.link import link  # noqa: E402
-from linkers.normalise import surface_key  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 PREDICATES = ["LIKES", "OWNS", "LIVES_IN", "WORKS_AS", None]
 CONTEXTS = ["I love eating it with friends", "bought a new phone yesterday", "我住在这里很多年了", None]
 
@@ -36,7 +37,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def sample_mentions(kb, n: int, seed: int = 7) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def sample_mentions(kb, n: int, surface_key, seed: int = 7) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     rng = random.Random(seed)
     out: dict[str, str] = {}
     idx = list(range(len(kb)))
@@ -57,35 +58,30 @@ def typo(text: str, rng: random.Random) -> str:
     return text[:k] + text[k + 1 :]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=50_000)
-    ap.add_argument("--kb", type=Path, default=kb_path())
-    args = ap.parse_args()
-
+def measure(code_dir: Path, kb_file: Path | None, n: int) -> dict[str, float | int | str]:
+    """Load the KB and time both paths with the `linkers` package found in code_dir."""
+    sys.path.insert(0, str(code_dir))
+    kb_mod = importlib.import_module("linkers.kb")
+    link = importlib.import_module("linkers.link").link
+    surface_key = importlib.import_module("linkers.normalise").surface_key
+    path = kb_file or code_dir / "linkers" / "data" / "kb.bin"
     before = rss_mb()
     t = time.perf_counter()
-    kb = load_kb(args.kb)
-    load_s = time.perf_counter() - t
-    print(
-        f"KB {args.kb} ({args.kb.stat().st_size / 1e6:.1f} MB): {len(kb):,} entities, "
-        f"{len(kb.alias_keys):,} alias keys; load {load_s:.2f}s; RSS +{rss_mb() - before:.0f} MB "
-        f"(total {rss_mb():.0f} MB)"
-    )
-
-    mentions = sample_mentions(kb, args.n)
+    kb = kb_mod.load_kb(path)
+    out: dict[str, float | int | str] = {
+        "kb": str(path), "kb_mb": round(path.stat().st_size / 1e6, 1), "entities": len(kb),
+        "alias_keys": len(kb.alias_keys), "load_s": round(time.perf_counter() - t, 2),
+        "rss_kb_mb": round(rss_mb() - before),
+    }
+    mentions = sample_mentions(kb, n, surface_key)
     surface_key.cache_clear()
     t = time.perf_counter()
     linked = sum(link(kb, m, lang=lang).qid is not None for m, lang in mentions)
-    exact_s = time.perf_counter() - t
-    print(
-        f"exact path: {len(mentions) / exact_s:,.0f} mentions/s ({len(mentions):,} distinct labels, "
-        f"{linked / len(mentions):.1%} linked)"
-    )
-
+    out["exact_per_s"] = round(len(mentions) / (time.perf_counter() - t))
+    out["exact_n"], out["exact_linked"] = len(mentions), round(linked / len(mentions), 3)
     rng = random.Random(11)
     full = []
-    for j, (m, lang) in enumerate(mentions[: max(1, args.n // 5)]):
+    for j, (m, lang) in enumerate(mentions[: max(1, n // 5)]):
         if j % 10 == 0:
             m = f"Qzx{j} Unknownia"
         elif j % 5 == 0:
@@ -95,12 +91,57 @@ def main() -> None:
     t = time.perf_counter()
     for m, lang, pred, ctx in full:
         link(kb, m, lang=lang, predicate=pred, context=ctx)
-    full_s = time.perf_counter() - t
+    out["full_per_s"] = round(len(full) / (time.perf_counter() - t))
+    out["full_n"] = len(full)
+    out["rss_mb"] = round(rss_mb())
+    return out
+
+
+def report(name: str, r: dict[str, float | int | str]) -> None:
     print(
-        f"full path: {len(full) / full_s:,.0f} mentions/s ({len(full):,} mentions: predicates, context, "
-        f"20% typos → fuzzy, 10% unknown → NIL)"
+        f"[{name}] KB {r['kb']} ({r['kb_mb']} MB): {r['entities']:,} entities, {r['alias_keys']:,} alias keys; "
+        f"load {r['load_s']}s; RSS +{r['rss_kb_mb']} MB\n"
+        f"[{name}] exact path: {r['exact_per_s']:,} mentions/s ({r['exact_n']:,} distinct labels, "
+        f"{r['exact_linked']:.1%} linked)\n"
+        f"[{name}] full path: {r['full_per_s']:,} mentions/s ({r['full_n']:,} mentions: predicates, context, "
+        f"20% typos → fuzzy, 10% unknown → NIL); RSS after runs {r['rss_mb']} MB",
+        flush=True,
     )
-    print(f"RSS after runs: {rss_mb():.0f} MB")
+
+
+def baseline(rev: str, n: int) -> dict[str, float | int | str]:
+    """The same measurement on linkers/ + graph_schema/ as of `rev`, in a child process."""
+    with tempfile.TemporaryDirectory() as tree:
+        archive = subprocess.run(  # noqa: S603 - fixed git command on our own repository
+            ["git", "archive", rev, "linkers", "graph_schema"], cwd=ROOT, check=True, capture_output=True  # noqa: S607
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)  # noqa: S603, S607
+        child = subprocess.run(  # noqa: S603
+            [sys.executable, __file__, "--n", str(n), "--code-dir", tree, "--json"],
+            check=True, capture_output=True, text=True,
+        )
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--kb", type=Path, default=None, help="KB file (default: the one shipped with the code)")
+    ap.add_argument("--baseline-rev", default=None, help="also measure linkers/ at this git revision first")
+    ap.add_argument("--code-dir", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    base = baseline(args.baseline_rev, args.n) if args.baseline_rev else None
+    if base:
+        report(f"at {args.baseline_rev}", base)
+    current = measure(args.code_dir, args.kb, args.n)
+    if args.json:
+        print(json.dumps(current))
+        return
+    report("current", current)
+    if base:
+        for k in ("exact_per_s", "full_per_s", "load_s"):
+            print(f"current / {args.baseline_rev} {k}: {float(current[k]) / max(float(base[k]), 1e-9):.2f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from linkers import pinyin
 from linkers.kb import ACRONYM_BIT, DOMAINS, ISA_SOURCES, LABEL_BIT, LANG_BITS, RELATIONS, KnowledgeBase, _Csr
 from linkers.normalise import fold_plural, has_cjk, surface_key, to_simplified
 
@@ -241,6 +242,9 @@ def finalise(
     fold_keys = sorted(fold_map)
     fold_rows = [[(k, 0) for k in fold_map[f]] for f in fold_keys]
     progress(f"{len(alias_keys):,} alias keys, {len(fold_keys):,} folded keys")
+    readings, sounds = pinyin.build_index(alias_keys)
+    sound_keys = sorted(sounds)
+    progress(f"{len(sound_keys):,} Chinese sound keys over {len(readings):,} characters")
 
     prior = array("f", (_prior(d, in_refs[i]) for i, d in enumerate(ents)))
     cols: dict[str, object] = {
@@ -257,9 +261,20 @@ def finalise(
         "postings": _Csr.from_rows(post_rows).to_dict(),
         "fold_keys": fold_keys,
         "fold_postings": _Csr.from_rows(fold_rows).to_dict(),
+        "readings": readings,
+        "sound_keys": sound_keys,
+        "sound_postings": _Csr.from_rows([[(k, 0) for k in sounds[s]] for s in sound_keys]).to_dict(),
     }
-    cols["domains"] = _domains(KnowledgeBase(cols)).tobytes()
+    cols["phonetic"] = ""
+    kb = KnowledgeBase(cols)
+    kb.domains = _domains(kb)
+    cols["domains"] = kb.domains.tobytes()
     progress("domains assigned")
+    names = (1 << DOMAINS.index("person")) | (1 << DOMAINS.index("place"))
+    cols["phonetic"] = pinyin.phonetic_characters(
+        (key, any(kb.domains[kb.post.targets[j]] & names for j in kb.post.row(k))) for k, key in enumerate(alias_keys)
+    )
+    progress(f"{len(cols['phonetic']):,} phonetic characters")
     return cols
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Chinese readings, phonetic characters, sound index (linkers.pinyin); "facts" is-a
 DEFAULT_KB_PATH = Path(__file__).resolve().parent / "data" / "kb.bin"
 REBUILD_HINT = "rebuild it with `persona kb build` (inputs: ../shared/data/wikidata, see linkers/README)"
 
@@ -30,9 +30,12 @@ ACRONYM_BIT = 32  # the entity has this key only as an all-capitals alias ("CAR"
 
 # Where an is-a edge came from. Only Wikidata statements are P31/P279; the others keep their source
 # so closures can leave some out (DBpedia's ontology puts human under animal, for one).
-ISA_SOURCES = ("wikidata", "curated", "wordnet", "dbpedia", "openfoodfacts", "geo", "nsi", "languages")
+# "facts": the value of a statement typed by its property (linkers.sources.FACT_VALUE_CLASSES).
+ISA_SOURCES = ("wikidata", "curated", "wordnet", "dbpedia", "openfoodfacts", "geo", "nsi", "languages", "facts")
 # Sources followed by closures and range checks by default.
-TRUSTED_ISA = frozenset({"wikidata", "curated", "wordnet", "openfoodfacts", "geo", "nsi", "languages"})
+TRUSTED_ISA = frozenset({"wikidata", "curated", "wordnet", "openfoodfacts", "geo", "nsi", "languages", "facts"})
+# Class statements proper: a type inferred from a statement's value ("facts") left out.
+STATED_ISA = TRUSTED_ISA - {"facts"}
 
 # Relations stored as adjacency lists (CSR). "p31" and "isa" carry a source byte per edge.
 RELATIONS = ("p31", "isa", "located", "manufacturer")
@@ -145,8 +148,13 @@ class KnowledgeBase:
         self.index = {q: i for i, q in enumerate(self.qids)}
         self.alias_index = {k: i for i, k in enumerate(self.alias_keys)}
         self.fold_index = {k: i for i, k in enumerate(self.fold_keys)}
-        self._closure_cache: dict[tuple[int, bool], frozenset[int]] = {}
+        self._closure_cache: dict[tuple[int, bool, bool], frozenset[int]] = {}
         self._buckets: dict[str, list[str]] | None = None
+        self.readings: dict[str, str] = cols["readings"]  # type: ignore[assignment]
+        self.sound_keys: list[str] = cols["sound_keys"]  # type: ignore[assignment]
+        self.sound_post = _Csr.from_dict(cols["sound_postings"])  # type: ignore[arg-type]
+        self.sound_index = {k: i for i, k in enumerate(self.sound_keys)}
+        self.phonetic: str = cols["phonetic"]  # type: ignore[assignment]
         self._class_sets: dict[tuple[str, ...], frozenset[int]] = {}
 
     # -- entities ---------------------------------------------------------------------------
@@ -201,14 +209,25 @@ class KnowledgeBase:
             self._buckets = buckets
         return self._buckets.get(first, [])
 
+    def sound_bucket(self, sound: str) -> list[str]:
+        """Short Chinese alias keys whose sound key (linkers.pinyin) is `sound`: the search space of
+        transliteration variants."""
+        s = self.sound_index.get(sound)
+        if s is None:
+            return []
+        return [self.alias_keys[self.sound_post.targets[j]] for j in self.sound_post.row(s)]
+
     # -- hierarchy --------------------------------------------------------------------------
-    def ancestors(self, i: int, *, max_depth: int = 8, trusted_only: bool = True) -> frozenset[int]:
-        """Classes reachable through P31/P279/is-a edges (mixed, like INSTANCE_OF|SUBCLASS_OF*)."""
-        key = (i, trusted_only)
+    def ancestors(
+        self, i: int, *, max_depth: int = 8, trusted_only: bool = True, stated_only: bool = False
+    ) -> frozenset[int]:
+        """Classes reachable through P31/P279/is-a edges (mixed, like INSTANCE_OF|SUBCLASS_OF*);
+        `stated_only` leaves out types inferred from statement values."""
+        key = (i, trusted_only, stated_only)
         hit = self._closure_cache.get(key)
         if hit is not None:
             return hit
-        sources = TRUSTED_ISA if trusted_only else None
+        sources = STATED_ISA if stated_only else TRUSTED_ISA if trusted_only else None
         seen: set[int] = set()
         frontier = deque([(i, 0)])
         while frontier:

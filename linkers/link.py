@@ -1,8 +1,9 @@
 """Candidate generation and predicate-aware disambiguation over the KB.
 
-Pipeline per mention: normalise → exact alias hits → folded hits (plural, accents) → fuzzy
-(rapidfuzz, same first character) → hard range filter by the predicate's classes through the
-P31/P279/is-a closure → score (match, prior, predicate preference, context) → winner or NIL.
+Pipeline per mention: normalise → exact alias hits → folded hits (plural, accents) → reduced shapes
+→ fuzzy (rapidfuzz, same first character) → hard range filter by the predicate's classes through the
+P31/P279/is-a closure → score (match, prior, predicate preference, context) → winner, or a second
+round with looser forms (other gender, phrase heads, Chinese transliteration variants) → NIL.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
 
-from graph_schema import get_predicate
+from graph_schema import Predicate, get_predicate
+from linkers import pinyin
 from linkers.context import cued_domains, overlap, words
 from linkers.draft import fold_key
 from linkers.kb import ACRONYM_BIT, LABEL_BIT, LANG_BITS, TRUSTED_ISA, KnowledgeBase
 from linkers.normalise import MAX_KEY_CHARS, has_cjk, nil_key, surface_key
-from linkers.shapes import variants
+from linkers.shapes import fallback_variants, has_article_or_plural, variants
 from linkers.types import ContextEdge, LinkedEntity
 
 # Mentions longer than this are not names (Fact.object is capped at 200 characters): NIL.
@@ -58,7 +60,18 @@ STUB_PRIOR_FACTOR = 0.75
 # A hit through a reduced mention shape (article, classifier, verb dropped) is slightly weaker
 # than a hit on the mention as written.
 SHAPE_FACTOR = 0.96
+# Looser forms of the second round (other gender, phrase head) are weaker still.
+FALLBACK_FACTOR = 0.92
+# A Chinese spelling that sounds like an alias (披萨 ~ 比萨) matches like a near spelling.
+PINYIN_MATCH = 0.80
 HEAD_WORD_PENALTY = 0.06
+# Predicates whose objects are concepts one likes, keeps or owns: there a common noun with an article
+# or in plural ("los gatos") means the concept, not a town or a film that carries the same name.
+CONCEPT_PREDICATES = frozenset({"LIKES", "DISLIKES", "HAS_PET", "OWNS", "USES"})
+NAMED_PENALTY = 0.15
+# In the range only through a type inferred from a statement's value (goaltender as someone's P106):
+# weaker evidence than a class statement, so a candidate typed by its own P31/P279 wins a tie.
+INFERRED_TYPE_PENALTY = 0.05
 
 
 class InvalidMentionError(ValueError):
@@ -146,9 +159,44 @@ def gather(
     return found
 
 
-def _in_range(kb: KnowledgeBase, i: int, classes: tuple[str, ...]) -> bool:
+def pinyin_candidates(kb: KnowledgeBase, key: str) -> dict[int, tuple[float, str]]:
+    """Chinese aliases that sound the same as the key and differ from it only in phonetic characters
+    (transliteration variants: 披萨 → 比萨), with the Chinese language bit."""
+    out: dict[int, tuple[float, str]] = {}
+    if not has_cjk(key):
+        return out
+    for sound in pinyin.sound_keys(key, kb.readings):
+        for alias in kb.sound_bucket(sound):
+            if not pinyin.spelled_alike(alias, key, kb.phonetic):
+                continue
+            for p in kb.exact(alias):
+                if p.flags & (LANG_BITS["zh"] | LANG_BITS["und"]) and PINYIN_MATCH > out.get(p.entity, (0.0, ""))[0]:
+                    out[p.entity] = (PINYIN_MATCH, "pinyin")
+    return out
+
+
+def gather_fallback(
+    kb: KnowledgeBase, mention: str, key: str, lang: str | None, predicate: str | None
+) -> dict[int, tuple[float, str]]:
+    """Second round: the other gender, the head of a phrase, then Chinese sound-alike spellings of
+    the mention and of its reduced shapes."""
+    found: dict[int, tuple[float, str]] = {}
+    forms = fallback_variants(mention, lang, predicate)
+    for form in forms:
+        for i, (q, how) in find_candidates(kb, surface_key(form), lang).items():
+            q *= FALLBACK_FACTOR
+            if q > found.get(i, (0.0, ""))[0]:
+                found[i] = (q, f"fallback:{how}")
+    if not found and has_cjk(key):
+        for form in (key, *variants(mention, lang, predicate), *forms):
+            for i, hit in pinyin_candidates(kb, surface_key(form)).items():
+                found.setdefault(i, hit)
+    return found
+
+
+def _in_range(kb: KnowledgeBase, i: int, classes: tuple[str, ...], *, stated_only: bool = False) -> bool:
     wanted = kb.class_set(classes)
-    return i in wanted or bool(wanted & kb.ancestors(i, max_depth=ISA_DEPTH))
+    return i in wanted or bool(wanted & kb.ancestors(i, max_depth=ISA_DEPTH, stated_only=stated_only))
 
 
 def _profile(kb: KnowledgeBase, i: int) -> str:
@@ -202,11 +250,34 @@ def rank(
         raise InvalidMentionError(f"mention {mention[:40]!r} has no letters or digits to link")
     letters = [c for c in mention if c.isalpha()]
     upper = len(letters) >= 2 and all(c.isupper() for c in letters)
-    found = gather(kb, mention, key, lang, pred.name if pred else None, upper=upper)
+    name = pred.name if pred else None
+    found = gather(kb, mention, key, lang, name, upper=upper)
+    scored = score_candidates(kb, found, mention, key, pred, lang, context)
+    if needs_second_round(kb, scored, mention, lang, name):
+        better = {i: hit for i, hit in gather_fallback(kb, mention, key, lang, name).items()
+                  if hit[0] > found.get(i, (0.0, ""))[0]}
+        if better:  # usually nothing: then the first round's scores stand (scoring is the costly part)
+            found.update(better)
+            scored = score_candidates(kb, found, mention, key, pred, lang, context)
+    return scored, key, nil_type
+
+
+def score_candidates(
+    kb: KnowledgeBase,
+    found: dict[int, tuple[float, str]],
+    mention: str,
+    key: str,
+    pred: Predicate | None,
+    lang: str | None,
+    context: str | None,
+) -> list[Scored]:
+    """Score = match, prior, predicate preference and context; range-checked, best first."""
+    nil_type = pred.nil_type if pred else "thing"
     preferred = preferred_domains(pred.name if pred else None, nil_type)
-    scored: list[Scored] = []
     top = sorted(found.items(), key=lambda kv: -kv[1][0] - kb.prior[kv[0]])[:MAX_CANDIDATES]
     named = len(top) > 1 and any(how == "exact" and own_label(kb, i, key, lang) for i, (_, how) in top)
+    concept = concept_reading(kb, top, mention, lang, pred.name if pred else None)
+    scored: list[Scored] = []
     for i, (match, how) in top:
         if named_by_head(kb, i, key, lang) and named:
             # "engineer" is engineer's own label and only an alias of audio engineer: a compound
@@ -222,14 +293,65 @@ def rank(
             + WEIGHTS["predicate"] * pref
             + WEIGHTS["context"] * _context_score(kb, i, context, mention)
         )
+        if concept and how in ("exact", "folded") and outside_everyday(kb, i):
+            score -= NAMED_PENALTY
         reason = ""
         if pred and pred.range_classes and not _in_range(kb, i, pred.range_classes):
             reason = f"outside the range of {pred.name} ({', '.join(pred.range_classes[:4])}…)"
-        elif how == "fuzzy" and preferred and not preferred & domains:
+        elif how in ("fuzzy", "pinyin") and preferred and not preferred & domains:
             reason = f"near spelling outside the domains {pred.name if pred else nil_type} expects"
+        elif how == "pinyin" and not preferred:
+            reason = "a sound-alike spelling needs a predicate that expects everyday objects"
         scored.append(Scored(i, round(score, 4), match, how, not reason, reason))
     scored.sort(key=lambda s: (not s.range_ok, -s.score))
-    return scored, key, nil_type
+    if pred and pred.range_classes:
+        demote_inferred_types(kb, scored, pred.range_classes)
+    return scored
+
+
+def demote_inferred_types(kb: KnowledgeBase, scored: list[Scored], classes: tuple[str, ...]) -> None:
+    """Close calls only (the second closure walk costs): a leader in the range only through a type
+    inferred from a statement value loses INFERRED_TYPE_PENALTY against rivals typed by P31/P279."""
+    ok = [s for s in scored if s.range_ok]
+    if len(ok) < 2 or ok[0].score - ok[1].score >= INFERRED_TYPE_PENALTY:
+        return
+    for s in ok:
+        if s.score > ok[0].score - INFERRED_TYPE_PENALTY and not _in_range(kb, s.entity, classes, stated_only=True):
+            s.score = round(s.score - INFERRED_TYPE_PENALTY, 4)
+    scored.sort(key=lambda s: (not s.range_ok, -s.score))
+
+
+def outside_everyday(kb: KnowledgeBase, i: int) -> bool:
+    """Not a food, animal, sport, product …: a place, a work, a person or an untyped name."""
+    return not EVERYDAY & set(kb.domain_names(i))
+
+
+def concept_reading(
+    kb: KnowledgeBase, top: list[tuple[int, tuple[float, str]]], mention: str, lang: str | None, predicate: str | None
+) -> bool:
+    """A concept predicate, a common-noun mention (article or plural) and an everyday concept among
+    the candidates reached through a reduced form: the concept is meant, not a same-named place/work."""
+    if predicate not in CONCEPT_PREDICATES or not has_article_or_plural(mention, lang):
+        return False
+    return any(
+        how.startswith(("shape:", "fallback:")) and EVERYDAY & set(kb.domain_names(i)) for i, (_, how) in top
+    )
+
+
+def needs_second_round(
+    kb: KnowledgeBase, scored: list[Scored], mention: str, lang: str | None, predicate: str | None
+) -> bool:
+    """No acceptable winner, or a common noun under a concept predicate won by a name outside the
+    everyday domains (a town, a film)."""
+    best = scored[0] if scored else None
+    if best is None or not best.range_ok or best.score < NIL_THRESHOLD:
+        return True
+    return (
+        predicate in CONCEPT_PREDICATES
+        and best.how in ("exact", "folded")
+        and has_article_or_plural(mention, lang)
+        and outside_everyday(kb, best.entity)
+    )
 
 
 def own_label(kb: KnowledgeBase, i: int, key: str, lang: str | None) -> bool:

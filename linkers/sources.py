@@ -80,6 +80,22 @@ _MLAMA_EDGES = {
 }
 
 
+# Type closure from statements: the value of an occupation statement (P106) is an occupation whatever
+# its own P31/P279 chain says, a value of P1303 is a musical instrument, and so on. Each typed value
+# gets a P31 edge with source "facts" to the class the property's values belong to. Place properties
+# (P19, P27 …) are left out: their values are places already, and typing the rest (Chelsea the
+# district as a birthplace) moved named-entity links (Chelsea F.C.) to the place.
+FACT_VALUE_CLASSES: dict[str, str] = {
+    "P106": "Q12737077",  # occupation → occupation
+    "P1303": "Q34379",  # instrument → musical instrument
+    "P103": "Q34770",  # native language → language
+    "P1412": "Q34770",  # languages spoken, written or signed → language
+    "P37": "Q34770",  # official language → language
+    "P364": "Q34770",  # original language of film or TV show → language
+    "P407": "Q34770",  # language of work or name → language
+}
+
+
 def read_mlama(kb: KBDraft, path: Path) -> int:
     n = 0
     for row in _jsonl(path):
@@ -92,6 +108,9 @@ def read_mlama(kb: KBDraft, path: Path) -> int:
         rel = _MLAMA_EDGES.get(pid)
         if rel:
             kb.edge(rel, sub, obj, "wikidata")
+        value_class = FACT_VALUE_CLASSES.get(pid)
+        if value_class and obj != value_class:
+            kb.edge("p31", obj, value_class, "facts")
         n += 1
     return n
 

@@ -47,9 +47,9 @@ def add_documents(store: Any, settings: Settings,
                         {"u": user, "k": key_of(predicate, obj), "t": tier})
 
 
-def key_of(predicate: str, obj: str) -> str:
-    """The key the linker gives this object (what fusion writes)."""
-    line = FactLine(doc_id="x", user_id="x", ts="2024-01-01T00:00:00Z", predicate=predicate, object=obj)
+def key_of(predicate: str, obj: str, lang: str | None = None) -> str:
+    """The key the linker gives this object in a document of that language (what fusion writes)."""
+    line = FactLine(doc_id="x", user_id="x", ts="2024-01-01T00:00:00Z", predicate=predicate, object=obj, lang=lang)
     return link_fact_line(line, allow_sensitive=False).target.key
 
 

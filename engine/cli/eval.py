@@ -78,6 +78,8 @@ def linking(
     console.print(ml)
     if result.get("vocabulary"):
         _print_vocab(console, result["vocabulary"])
+    if result.get("fresh"):
+        _print_fresh(console, result["fresh"])
 
 
 def _print_vocab(console: Console, vocab: dict[str, Any]) -> None:
@@ -105,6 +107,23 @@ def _print_vocab(console: Console, vocab: dict[str, Any]) -> None:
         forms = ("en", "zh-Hans", "zh-Hant", "es")
         splits.add_row(split["gold"], *(f"{split['forms'][f]} → {split['got'][f]}" for f in forms))
     console.print(splits)
+
+
+def _print_fresh(console: Console, fresh: dict[str, Any]) -> None:
+    if "skipped" in fresh:
+        console.print(f"[yellow]fresh check skipped: {fresh['skipped']}[/yellow]")
+        return
+    table = Table(title=(
+        f"Fresh check ({fresh['rows']:,} generated forms of held-out concepts: inflections from simplemma, "
+        "Traditional script, quantities; never tuned on)"
+    ))
+    for c in ("group", "n", "accuracy", "wrong_qid", "nil"):
+        table.add_column(c, justify="left" if c == "group" else "right")
+    groups = [("all", fresh["all"])] + [(f"lang {k}", v) for k, v in fresh["by_lang"].items()]
+    groups += [(f"form {k}", v) for k, v in fresh["by_form"].items()]
+    for name, row in groups:
+        table.add_row(name, str(row["n"]), f"{row['accuracy']:.3f}", f"{row['wrong_qid']:.3f}", f"{row['nil']:.3f}")
+    console.print(table)
 
 
 def _extractor(ctx: typer.Context, tier: str, backend: str | None, min_confidence: float | None = None):

@@ -2,7 +2,9 @@
 
 Per file of ../shared/data/entity_linking/: KB coverage (share of gold QIDs the KB holds),
 in-KB accuracy (gold QID in the KB and linked to it), NIL precision/recall (gold <NIL>/<NO_MAPPING>),
-plus a multilingual check built from KB labels: the same QID reached from en, zh-Hans, zh-Hant and es.
+plus a multilingual check built from KB labels: the same QID reached from en, zh-Hans, zh-Hant and es,
+and with the Wikidata inputs the persona-vocabulary check (engine.eval.vocab) and the fresh check of
+word forms the linker was never tuned on (engine.eval.fresh).
 Mentions are linked without a predicate (these corpora are news/tweets, not persona facts); the
 context is the tweet, or for document corpora the other mentions of the same document.
 """
@@ -14,6 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from engine.eval.fresh import run_fresh_check
 from engine.eval.vocab import WORDNET_FILE, run_vocab_eval
 from linkers import InvalidMentionError
 from linkers.kb import KnowledgeBase, get_kb
@@ -143,7 +146,7 @@ def multilingual_check(kb: KnowledgeBase, sample: int = MULTILINGUAL_SAMPLE) -> 
 
 def run_linking_eval(data_dir: Path, *, wikidata_dir: Path | None = None, vocab_half: str = "heldout") -> dict:
     """Evaluate every benchmark file found in data_dir; raises FileNotFoundError when it is missing.
-    With `wikidata_dir` (the shared KB inputs) the persona-vocabulary check runs too."""
+    With `wikidata_dir` (the shared KB inputs) the persona-vocabulary and fresh checks run too."""
     if not data_dir.is_dir():
         raise FileNotFoundError(
             f"entity-linking data not found at {data_dir}; it lives in ../shared/data/entity_linking "
@@ -156,4 +159,8 @@ def run_linking_eval(data_dir: Path, *, wikidata_dir: Path | None = None, vocab_
     out = {"files": files, "multilingual": multilingual_check(kb), "kb_entities": len(kb)}
     if wikidata_dir is not None and (wikidata_dir / WORDNET_FILE).exists():
         out["vocabulary"] = run_vocab_eval(kb, wikidata_dir, half=vocab_half)
+        try:
+            out["fresh"] = run_fresh_check(kb, wikidata_dir)
+        except ImportError as exc:
+            out["fresh"] = {"skipped": str(exc)}
     return out

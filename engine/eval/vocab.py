@@ -64,7 +64,7 @@ def half_of(qid: str, seed: str = SEED) -> str:
     return "tune" if digest[0] % 2 == 0 else "heldout"
 
 
-def _wordnet_lemmas(path: Path) -> dict[str, dict[str, list[str]]]:
+def wordnet_lemmas(path: Path) -> dict[str, dict[str, list[str]]]:
     """QID → lang → WordNet/OMW lemmas."""
     out: dict[str, dict[str, list[str]]] = {}
     with gzip.open(path, "rt", encoding="utf-8") as fh:
@@ -93,7 +93,7 @@ def build_rows(kb: KnowledgeBase, wikidata_dir: Path, *, per_lang_cap: int | Non
     path = wikidata_dir / WORDNET_FILE
     if not path.exists():
         raise FileNotFoundError(f"vocabulary source {path} not found (shared/data/wikidata, see its README)")
-    lemmas = _wordnet_lemmas(path)
+    lemmas = wordnet_lemmas(path)
     qids_of: dict[tuple[str, str], set[str]] = defaultdict(set)
     for qid, by_lang in lemmas.items():
         for lang, names in by_lang.items():

@@ -45,9 +45,9 @@ def judge_all(store, settings, items, who: str = "alice") -> None:
         judge_document(store, settings, items["_batch"]["id"], doc, DocumentJudgement(**body), who)
 
 
-def edge(store, user: str, predicate: str, obj: str) -> dict:
+def edge(store, user: str, predicate: str, obj: str, lang: str | None = None) -> dict:
     rows = store.ro_query(f"MATCH (u:User {{id: $u}})-[f:{predicate}]->(o {{key: $k}}) RETURN properties(f)",
-                          {"u": user, "k": reviewdata.key_of(predicate, obj)}).rows
+                          {"u": user, "k": reviewdata.key_of(predicate, obj, lang)}).rows
     assert rows, f"no {predicate} {obj} for {user}"
     return rows[0][0]
 
@@ -90,7 +90,7 @@ def test_judgements_change_the_graph(store, settings) -> None:
     jazz = edge(store, "ana", "LIKES", "jazz")
     assert jazz["confirmed"] is True and jazz["confirmed_by"] == "alice" and jazz["status"] == "active"
     # the fix and the missing facts went through fusion with the reviewer as source
-    gato = edge(store, "luis", "HAS_PET", "gato")
+    gato = edge(store, "luis", "HAS_PET", "gato", "es")  # a Spanish document: gato → Q146 (cat)
     assert gato["status"] == "active" and gato["confirmed"] is True and gato["review_source"] == "review:alice"
     assert gato["docs"] == ["d3"] and gato["confidence"] == 1.0
     assert edge(store, "luis", "HAS_PET", "perro")["status"] == "rejected"
