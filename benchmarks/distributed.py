@@ -3,6 +3,7 @@ the same run on the same machine, and the queue's overhead per batch.
 
     PYTHONPATH=. .venv/bin/python benchmarks/distributed.py [--facts 20000] [--workers 1,2]
         [--batch-sizes 1000,5000] [--partitions 16]
+    PYTHONPATH=. .venv/bin/python benchmarks/distributed.py --recovery [--recovery-lines 400]
 
 Everything on loopback: a fresh persona home with its embedded FalkorDB (graph in database 0, the
 broker and job records in database 1), `persona worker` processes started as separate OS
@@ -10,6 +11,13 @@ processes (solo pool, one batch at a time each). A queued run is timed from the 
 sent to the last batch recorded (the producer runs concurrently, as it would in production).
 Overhead per batch = (queued time with one worker - in-process time) / batches; the part that is the
 queue itself = (queued time with one worker - the same pipeline calls made in-process) / batches.
+
+`--recovery` measures instead how long a batch whose worker was killed with -9 takes to come back
+(engine/distributed/recovery.py), with the default worker settings: 2 workers, the job of
+`--recovery-lines` fact lines run once undisturbed (the baseline), then again with one worker
+frozen mid-batch and killed; seconds from the kill until the batch is sent again and until the
+job is finished with the graph equal to an in-process ingest (counts per label, per relationship
+type and evidence; Conflict records aside, as in the tests).
 """
 
 from __future__ import annotations
@@ -104,6 +112,79 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
+def graph_counts(store: FalkorStore) -> tuple[list, list]:
+    nodes = store.ro_query("MATCH (n) WHERE NOT n:Conflict RETURN labels(n)[0], count(n)").rows
+    edges = store.ro_query("MATCH ()-[r]->() WHERE type(r) <> 'HAS_CONFLICT' "
+                           "RETURN type(r), count(r), sum(coalesce(r.evidence_count, 0))").rows
+    return sorted(nodes), sorted(edges)
+
+
+def wait_finished(settings: Settings, job_id: str, limit_s: float = 600) -> float:
+    jobs, started = job_store(settings), time.perf_counter()
+    while not jobs.status(job_id).finished:  # type: ignore[union-attr]
+        if time.perf_counter() - started > limit_s:
+            raise SystemExit(f"job {job_id} not finished after {limit_s:.0f} s")
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+def freeze_running(settings: Settings, job_id: str, procs: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
+    """SIGSTOP the worker running a batch of the job while it still runs: (worker index, batch)."""
+    jobs = job_store(settings)
+    while True:
+        states, runners = jobs.client.hgetall(jobs.key(job_id, "state")), jobs.runners(job_id)
+        running = [int(b) for b, st in states.items() if st == b"running" and int(b) in runners]
+        if not running:
+            time.sleep(0.002)
+            continue
+        index = int(runners[running[0]].split("@")[0].removeprefix("bench"))
+        os.killpg(procs[index].pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        if jobs.state(job_id, running[0]) == "running":
+            return index, running[0]
+        os.killpg(procs[index].pid, signal.SIGCONT)
+
+
+def recovery(settings: Settings, env: dict[str, str], port: int, tmp: Path, lines: int) -> None:
+    data = tmp / "recovery.jsonl"
+    write_facts(data, lines, users=100)
+    store = clear(port, "bench")
+    ingest_facts(store, settings, read_fact_lines(data), batch=5000)  # the CLI's default --batch-size
+    expected = graph_counts(store)
+    store.close()
+    w = settings.worker
+    print(f"recovery: {lines} fact lines, 2 workers, default settings (lock TTL {w.lock_ttl_s:.0f} s, sweep every "
+          f"{w.recover_interval_s:.0f} s, visibility timeout {w.visibility_timeout_s} s)")
+    clear(port, "bench").close()
+    procs = start_workers(2, env, tmp)
+    try:
+        started = time.perf_counter()
+        meta = enqueue_file(settings, "facts", data, batch_size=5000)
+        undisturbed = wait_finished(settings, meta.id) - started
+        print(f"recovery: the job undisturbed {undisturbed:6.2f} s ({meta.batches} batches)")
+        clear(port, "bench").close()
+        meta = enqueue_file(settings, "facts", data, batch_size=5000)
+        index, batch = freeze_running(settings, meta.id, procs)
+        os.killpg(procs[index].pid, signal.SIGKILL)
+        killed = time.perf_counter()
+        jobs = job_store(settings)
+        while jobs.state(meta.id, batch) == "running":
+            time.sleep(0.05)
+        resent = time.perf_counter() - killed
+        finished = wait_finished(settings, meta.id) - killed
+    finally:
+        stop_workers([p for p in procs if p.poll() is None])
+    store = FalkorStore("127.0.0.1", port, "bench")
+    same = graph_counts(store) == expected
+    store.close()
+    applied = jobs.status(meta.id).report.applied  # type: ignore[union-attr]
+    print(f"recovery: worker kill -9'd mid-batch {batch}: sent again after {resent:6.2f} s, job finished "
+          f"{finished:6.2f} s after the kill ({finished / undisturbed:.1f}x the undisturbed job); "
+          f"graph equals in-process: {same}; facts applied {applied} of {lines}")
+    print(f"seconds until recovered: {finished:.1f} (without recovery: the visibility timeout, "
+          f"{w.visibility_timeout_s} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--facts", type=int, default=20_000)
@@ -111,6 +192,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--batch-sizes", default="1000,5000")
     ap.add_argument("--partitions", type=int, default=16)
+    ap.add_argument("--recovery", action="store_true", help="measure recovery after a worker kill -9 instead")
+    ap.add_argument("--recovery-lines", type=int, default=400)
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="persona-dist-bench-"))
@@ -124,6 +207,12 @@ def main() -> None:
            "PERSONA_GRAPH_NAME": "bench", "PERSONA_WORKER_QUEUE": queue,
            "PERSONA_WORKER_PARTITIONS": str(args.partitions)}
     settings = Settings.from_env(env)
+    if args.recovery:
+        try:
+            recovery(settings, env, port, tmp, args.recovery_lines)
+        finally:
+            server.stop()
+        return
     print(f"{args.facts} facts, {args.users} users, {args.partitions} partitions, {os.cpu_count()} cores")
     try:
         for batch in [int(b) for b in args.batch_sizes.split(",")]:
