@@ -45,7 +45,7 @@ from engine.ingest import read_fact_lines  # noqa: E402
 from engine.ingest.facts import fact_from_dict  # noqa: E402
 from engine.ingest.rows import read_rows, validated  # noqa: E402
 from engine.pipeline import ingest_facts  # noqa: E402
-from engine.store import EmbeddedFalkorDB  # noqa: E402
+from engine.store import EmbeddedFalkorDB, ServerStatus  # noqa: E402
 from engine.store.falkor import FalkorStore  # noqa: E402
 
 THINGS = ["football", "pizza", "tennis", "sushi", "cats", "jazz", "coffee", "chess", "yoga", "rice"]
@@ -80,8 +80,8 @@ def same_messages(path: Path, batch: int, partitions: int) -> list[list[tuple[in
     return groups + [pending[p] for p in sorted(pending)]
 
 
-def clear(port: int, graph: str) -> FalkorStore:
-    store = FalkorStore("127.0.0.1", port, graph)
+def clear(status: ServerStatus, graph: str) -> FalkorStore:
+    store = FalkorStore("127.0.0.1", int(status.port or 0), graph, password=status.password)
     store.ensure_schema()
     store.query("MATCH (n) DETACH DELETE n")
     return store
@@ -145,24 +145,24 @@ def freeze_running(settings: Settings, job_id: str, procs: list[subprocess.Popen
         os.killpg(procs[index].pid, signal.SIGCONT)
 
 
-def recovery(settings: Settings, env: dict[str, str], port: int, tmp: Path, lines: int) -> None:
+def recovery(settings: Settings, env: dict[str, str], status: ServerStatus, tmp: Path, lines: int) -> None:
     data = tmp / "recovery.jsonl"
     write_facts(data, lines, users=100)
-    store = clear(port, "bench")
+    store = clear(status, "bench")
     ingest_facts(store, settings, read_fact_lines(data), batch=5000)  # the CLI's default --batch-size
     expected = graph_counts(store)
     store.close()
     w = settings.worker
     print(f"recovery: {lines} fact lines, 2 workers, default settings (lock TTL {w.lock_ttl_s:.0f} s, sweep every "
           f"{w.recover_interval_s:.0f} s, visibility timeout {w.visibility_timeout_s} s)")
-    clear(port, "bench").close()
+    clear(status, "bench").close()
     procs = start_workers(2, env, tmp)
     try:
         started = time.perf_counter()
         meta = enqueue_file(settings, "facts", data, batch_size=5000)
         undisturbed = wait_finished(settings, meta.id) - started
         print(f"recovery: the job undisturbed {undisturbed:6.2f} s ({meta.batches} batches)")
-        clear(port, "bench").close()
+        clear(status, "bench").close()
         meta = enqueue_file(settings, "facts", data, batch_size=5000)
         index, batch = freeze_running(settings, meta.id, procs)
         os.killpg(procs[index].pid, signal.SIGKILL)
@@ -174,7 +174,7 @@ def recovery(settings: Settings, env: dict[str, str], port: int, tmp: Path, line
         finished = wait_finished(settings, meta.id) - killed
     finally:
         stop_workers([p for p in procs if p.poll() is None])
-    store = FalkorStore("127.0.0.1", port, "bench")
+    store = FalkorStore("127.0.0.1", int(status.port or 0), "bench", password=status.password)
     same = graph_counts(store) == expected
     store.close()
     applied = jobs.status(meta.id).report.applied  # type: ignore[union-attr]
@@ -199,7 +199,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="persona-dist-bench-"))
     home = tmp / "home"
     server = EmbeddedFalkorDB(home)
-    port = int(server.start().port or 0)
+    db = server.start()
     data = tmp / "facts.jsonl"
     write_facts(data, args.facts, args.users)
     queue = f"bench-{uuid.uuid4().hex[:6]}"
@@ -209,14 +209,14 @@ def main() -> None:
     settings = Settings.from_env(env)
     if args.recovery:
         try:
-            recovery(settings, env, port, tmp, args.recovery_lines)
+            recovery(settings, env, db, tmp, args.recovery_lines)
         finally:
             server.stop()
         return
     print(f"{args.facts} facts, {args.users} users, {args.partitions} partitions, {os.cpu_count()} cores")
     try:
         for batch in [int(b) for b in args.batch_sizes.split(",")]:
-            store = clear(port, "bench")
+            store = clear(db, "bench")
             started = time.perf_counter()
             report = ingest_facts(store, settings, read_fact_lines(data), batch=batch)
             base = time.perf_counter() - started
@@ -224,7 +224,7 @@ def main() -> None:
             print(f"batch {batch:>5}: in-process {base:6.2f} s  {report.accepted / base:8.0f} facts/s")
             # the same pipeline calls as the queued run makes, one after the other, without a queue
             groups = same_messages(data, batch, args.partitions)
-            store = clear(port, "bench")
+            store = clear(db, "bench")
             started = time.perf_counter()
             for rows in groups:
                 ingest_facts(store, settings, list(validated(rows, fact_from_dict)), batch=len(rows))
@@ -234,7 +234,7 @@ def main() -> None:
                   f"{report.accepted / split:8.0f} facts/s")
             single = None
             for n in [int(w) for w in args.workers.split(",")]:
-                clear(port, "bench").close()
+                clear(db, "bench").close()
                 procs = start_workers(n, env, tmp)
                 try:
                     started = time.perf_counter()

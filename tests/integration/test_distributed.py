@@ -160,8 +160,9 @@ class Cluster:
         return Settings.from_env(self.env, graph_name=graph)
 
     def graph(self, name: str | None = None) -> FalkorStore:
-        port = EmbeddedFalkorDB(self.home).status().port
-        store = FalkorStore("127.0.0.1", int(port or 0), name or self.env["PERSONA_GRAPH_NAME"])
+        status = EmbeddedFalkorDB(self.home).status()
+        store = FalkorStore("127.0.0.1", int(status.port or 0), name or self.env["PERSONA_GRAPH_NAME"],
+                            password=status.password)
         store.ensure_schema()
         return store
 

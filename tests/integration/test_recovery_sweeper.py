@@ -29,7 +29,8 @@ DB = 5  # a logical database of its own on the shared test server
 @pytest.fixture
 def settings(falkor_server: ServerStatus, tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", worker=WorkerSettings(
-        broker_url=f"redis://127.0.0.1:{falkor_server.port}/{DB}", queue=f"q-{uuid.uuid4().hex[:8]}"))
+        broker_url=f"redis://:{falkor_server.password}@127.0.0.1:{falkor_server.port}/{DB}",
+        queue=f"q-{uuid.uuid4().hex[:8]}"))
 
 
 @pytest.fixture
