@@ -128,13 +128,17 @@ class EmbeddedFalkorDB:
 
     def password(self) -> str:
         """This home's server password, made (random, mode 0600) the first time it is asked for."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return self.password_file.read_text().strip()
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(24))
+        if not self.password_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            draft = self.data_dir / f".server.password.{os.getpid()}"
+            with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+                fh.write(secrets.token_hex(24))
+            try:
+                os.link(draft, self.password_file)  # whole or absent for a reader; the first one made wins
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
         return self.password_file.read_text().strip()
 
     def _client(self, port: int, timeout_s: float, connect_timeout_s: float | None = None) -> redis.Redis:
@@ -166,6 +170,7 @@ class EmbeddedFalkorDB:
         running, so the next start resumes waiting. `on_progress` sees each load step.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # the data files and the password are the owner's alone
         with self._lock():
             pid, port = self._read_state()
             if pid is not None and port is not None and _pid_alive(pid) and _is_redis(pid):
@@ -322,6 +327,7 @@ class EmbeddedFalkorDB:
                 return False
             try:
                 if port is not None:
+                    self._protect(port)  # one left running without a password takes the one we send
                     self._client(port, 5).shutdown()
             except (redis.ConnectionError, redis.ResponseError):
                 pass  # shutdown closes the connection before answering

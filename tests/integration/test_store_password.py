@@ -48,6 +48,7 @@ def test_the_server_asks_for_the_password_kept_in_the_home(home: Path) -> None:
     secret = server.password_file.read_text().strip()
     assert len(secret) >= 32 and status.password == secret
     assert stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o700  # nor can the data files be read
     assert refused(status) and refused(status, "guess")
     assert not refused(status, secret)
     assert secret.encode() not in Path(f"/proc/{status.pid}/cmdline").read_bytes()  # not on its command line
