@@ -278,12 +278,12 @@ class EmbeddedFalkorDB:
 
     def _protect(self, port: int) -> None:
         """A server started by an older version without a password gets this home's."""
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
         try:
             client.ping()
             client.config_set("requirepass", self.password())
-        except (redis.ConnectionError, redis.ResponseError):
-            pass  # protected already (refuses us without the password), or not answering yet
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            pass  # protected already (refuses us without the password), or not answering (yet)
         finally:
             client.close()
 
