@@ -26,6 +26,7 @@ import pytest
 
 from engine.config import Settings, WorkerSettings
 from engine.distributed import JobStore, job_store
+from engine.distributed.jobs import split_field
 from engine.ingest import read_fact_lines
 from engine.pipeline import IngestReport, ingest_facts
 from engine.store import EmbeddedFalkorDB
@@ -448,33 +449,43 @@ def default_cluster(tmp_path: Path) -> Iterator[Cluster]:
         server.stop()
 
 
-def running_batch(jobs: JobStore, job: str) -> tuple[str, int] | None:
-    """(node, batch) of a batch recorded as running, if any."""
-    pipe = jobs.client.pipeline()
-    pipe.hgetall(jobs.key(job, "state"))
-    pipe.hgetall(jobs.key(job, "runner"))
-    states, runners = pipe.execute()
-    return next(((runners[b].decode(), int(b)) for b, st in states.items() if st == b"running" and b in runners),
-                None)
-
-
-def freeze_mid_batch(cluster: Cluster, jobs: JobStore, job: str) -> tuple[str, int]:
-    """Stop (SIGSTOP) the worker running a batch of `job` while the batch is still running; its
-    name and the batch. A frozen worker is where a kill -9 mid-batch would leave it."""
+def freeze_one(cluster: Cluster, jobs: JobStore) -> tuple[str, str, int] | None:
+    """Stop (SIGSTOP) a worker while the batch it runs is still running: its name, the job and the
+    batch. A frozen worker is where a kill -9 mid-batch would leave it."""
     by_node = {node: name for name, node in cluster.nodes.items()}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        caught = running_batch(jobs, job)
-        if caught is None:
-            time.sleep(0.002)
+    for field in jobs.inflight():
+        job, batch = split_field(field)
+        runner = jobs.client.hget(jobs.key(job, "runner"), str(batch))
+        name = by_node.get(runner.decode()) if runner else None
+        if name is None or jobs.state(job, batch) != "running":
             continue
-        name = by_node[caught[0]]
         os.killpg(cluster.workers[name].pid, signal.SIGSTOP)
         time.sleep(0.2)  # stopped for sure: nothing it does changes the records any more
-        if jobs.state(job, caught[1]) == "running":
-            return name, caught[1]
-        os.killpg(cluster.workers[name].pid, signal.SIGCONT)  # it finished just before: try the next
-    raise AssertionError("no worker was caught mid-batch")
+        if jobs.state(job, batch) == "running":
+            return name, job, batch
+        os.killpg(cluster.workers[name].pid, signal.SIGCONT)  # it finished just before
+    return None
+
+
+def enqueue_and_freeze(cluster: Cluster, jobs: JobStore, path: Path, *extra: str) -> tuple[str, str, int]:
+    """Enqueue `path` on an empty graph, watching from the first batch on (warm workers finish
+    small batches while the producer still sends), until a worker is frozen mid-batch."""
+    for _ in range(5):
+        cluster.clear()
+        producer = subprocess.Popen([sys.executable, "-m", "engine.cli", "ingest-facts", str(path), "--queue",
+                                     "--json", *extra], cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, text=True)
+        caught = None
+        while caught is None and producer.poll() is None:
+            caught = freeze_one(cluster, jobs)
+            time.sleep(0.002)
+        job = json.loads(producer.communicate(timeout=60)[0])["job_id"]
+        while caught is None and not jobs.status(job).finished:  # type: ignore[union-attr]
+            caught = freeze_one(cluster, jobs)
+            time.sleep(0.002)
+        if caught is not None:
+            assert caught[1] == job
+            return job, caught[0], caught[2]
+    raise AssertionError("no worker was caught mid-batch in 5 jobs")
 
 
 def test_recovery_kill_9_of_a_worker_mid_batch_with_default_settings(default_cluster: Cluster, tmp_path: Path) -> None:
@@ -485,8 +496,7 @@ def test_recovery_kill_9_of_a_worker_mid_batch_with_default_settings(default_clu
     write_facts(path, 400, seed=21)
     expected, _ = baseline(cluster, path, batch=5000)  # the CLI's default --batch-size
     jobs = job_store(cluster.settings())
-    job = cluster.enqueue(path)
-    name, batch = freeze_mid_batch(cluster, jobs, job)
+    job, name, batch = enqueue_and_freeze(cluster, jobs, path)
     node = cluster.nodes[name]
     cluster.kill9(name)
     code, status = cluster.wait_job(job, timeout=RECOVERY_WAIT_S)
@@ -513,8 +523,7 @@ def test_recovery_database_kill_9_mid_job_resumes_and_waits_back_off(default_clu
     write_facts(path, 400, seed=22, users=30)
     expected, _ = baseline(cluster, path, batch=50)
     jobs = job_store(cluster.settings())
-    job = cluster.enqueue(path, "--batch-size", "50")  # several batches per partition, each after the last
-    name, batch = freeze_mid_batch(cluster, jobs, job)
+    job, name, batch = enqueue_and_freeze(cluster, jobs, path, "--batch-size", "50")  # several per partition
     server = EmbeddedFalkorDB(cluster.home)
     port = server.status().port
     os.kill(int(server.status().pid or 0), signal.SIGKILL)
