@@ -511,6 +511,7 @@ def test_recovery_kill_9_of_a_worker_mid_batch_with_default_settings(default_clu
         store.close()
     survivor = cluster.logs["w1" if name == "w2" else "w2"].read_text()
     assert f"batch {batch} of job {job} lost its worker" in survivor
+    assert EmbeddedFalkorDB(cluster.home).password() not in survivor  # the broker URL is logged masked
 
 
 def test_recovery_database_kill_9_mid_job_resumes_and_waits_back_off(default_cluster: Cluster,
