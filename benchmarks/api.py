@@ -182,8 +182,8 @@ def run(store: GraphStore, settings: Settings, args: argparse.Namespace) -> None
 def with_home(home: Path, graph: str, body: Callable[[GraphStore, Settings], None], *, stop: bool) -> None:
     server = EmbeddedFalkorDB(home)
     status = server.start()
-    store = FalkorStore("127.0.0.1", int(status.port or 0), graph)
-    settings = Settings(home=home, graph_uri=f"falkordb://127.0.0.1:{status.port}", graph_name=graph)
+    store = FalkorStore("127.0.0.1", int(status.port or 0), graph, password=status.password)
+    settings = Settings(home=home, graph_uri=status.graph_uri(), graph_name=graph)
     try:
         body(store, settings)
     finally:

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 QUERY = "UNWIND range(1, $n) AS x RETURN x, 'row ' + toString(x) AS s"
 
 
-def child(port: int, mode: str, rows: int, limit: int) -> None:
+def child(port: int, mode: str, password: str, rows: int, limit: int) -> None:
     from engine.store.falkor import FalkorStore
 
-    store = FalkorStore("127.0.0.1", port, "bench_head")
+    store = FalkorStore("127.0.0.1", port, "bench_head", password=password)
     started = time.perf_counter()
     if mode == "whole":
         kept = len(store.ro_query(QUERY, {"n": rows}, 600_000).rows[:limit])
@@ -37,10 +37,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=3_000_000)
     ap.add_argument("--limit", type=int, default=1000)
-    ap.add_argument("--child", nargs=2)
+    ap.add_argument("--child", nargs=3)
     args = ap.parse_args()
     if args.child:
-        child(int(args.child[0]), args.child[1], args.rows, args.limit)
+        child(int(args.child[0]), args.child[1], args.child[2], args.rows, args.limit)
         return
     from engine.store import EmbeddedFalkorDB
 
@@ -48,12 +48,14 @@ def main() -> None:
     status = server.start()
     from engine.store.falkor import FalkorStore
 
-    FalkorStore("127.0.0.1", int(status.port or 0), "bench_head").query("MERGE (:Bench)")  # the graph must exist
+    # the graph must exist
+    FalkorStore("127.0.0.1", int(status.port or 0), "bench_head", password=status.password).query("MERGE (:Bench)")
     try:
         results = {}
         for mode in ("whole", "head"):
             out = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--limit", str(args.limit),
-                                  "--child", str(status.port), mode], capture_output=True, text=True, check=False)
+                                  "--child", str(status.port), mode, status.password or ""],
+                                 capture_output=True, text=True, check=False)
             if out.returncode:
                 raise SystemExit(out.stderr)
             _, secs, mb, kept = out.stdout.split()

@@ -89,13 +89,13 @@ def main() -> None:
         server = EmbeddedFalkorDB(Path(home))
         status = server.start()
         try:
-            raw_store = FalkorStore("127.0.0.1", int(status.port or 0), "bench_raw")
+            raw_store = FalkorStore("127.0.0.1", int(status.port or 0), "bench_raw", password=status.password)
             raw_store.ensure_schema()
             t0 = time.perf_counter()
             raw_merge(raw_store, facts, args.batch)
             raw_s = time.perf_counter() - t0
 
-            engine_store = FalkorStore("127.0.0.1", int(status.port or 0), "bench_engine")
+            engine_store = FalkorStore("127.0.0.1", int(status.port or 0), "bench_engine", password=status.password)
             engine_store.ensure_schema()
             t0 = time.perf_counter()
             report = fuse(engine_store, docs, facts, batch=args.batch)

@@ -57,7 +57,7 @@ def _restart_seconds(server: EmbeddedFalkorDB) -> float:
 def restart_row(size_mb: float, root: Path) -> dict[str, float]:
     server = EmbeddedFalkorDB(root / f"home-{size_mb}", OFF)
     status = server.start()
-    store = FalkorStore("127.0.0.1", int(status.port or 0), "persona")
+    store = FalkorStore("127.0.0.1", int(status.port or 0), "persona", password=status.password)
     store.ensure_schema()
     seed = 0
     while server.log_size_bytes() < size_mb * 1024 * 1024:
@@ -76,7 +76,7 @@ def restart_row(size_mb: float, root: Path) -> dict[str, float]:
 def throughput(n_facts: int, config: ServerConfig, root: Path, name: str) -> tuple[float, int]:
     server = EmbeddedFalkorDB(root / f"tp-{name}", config)
     status = server.start()
-    store = FalkorStore("127.0.0.1", int(status.port or 0), "persona")
+    store = FalkorStore("127.0.0.1", int(status.port or 0), "persona", password=status.password)
     store.ensure_schema()
     seconds = _ingest(store, n_facts, seed=1)
     rewrites = int(store._db.connection.info("persistence")["aof_rewrites"])  # noqa: SLF001

@@ -381,8 +381,8 @@ def main() -> None:
     home = args.keep_home.resolve() if args.keep_home else Path(tempfile.mkdtemp(prefix="persona-bench-seg-"))
     server = EmbeddedFalkorDB(home)
     status = server.start()
-    settings = Settings(home=home, graph_uri=f"falkordb://127.0.0.1:{status.port}", graph_name="persona")
-    store = FalkorStore("127.0.0.1", int(status.port or 0), settings.graph_name)
+    settings = Settings(home=home, graph_uri=status.graph_uri(), graph_name="persona")
+    store = FalkorStore("127.0.0.1", int(status.port or 0), settings.graph_name, password=status.password)
     reuse = bool(args.reuse and store.ro_query("MATCH (u:User) RETURN count(u)").scalar())
     wrote = not reuse
     if not reuse:
@@ -420,7 +420,7 @@ def main() -> None:
     finally:
         store.close()
         if args.keep_home and wrote:
-            r = redis.Redis(host="127.0.0.1", port=int(status.port or 0))
+            r = redis.Redis(host="127.0.0.1", port=int(status.port or 0), password=status.password)
             r.bgrewriteaof()  # compact the AOF (RDB preamble) so the next start loads fast
             while r.info("persistence").get("aof_rewrite_in_progress"):
                 time.sleep(0.5)

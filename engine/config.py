@@ -109,8 +109,10 @@ class WorkerSettings(BaseModel):
     # partition lock and then finds its batch done.
     visibility_timeout_s: int = Field(default=3600, ge=1)
     restore_interval_s: float = Field(default=10.0, gt=0)  # how often workers look for such messages
-    # Partition lock lifetime, renewed while its batch runs: a dead holder's lock frees after this.
-    lock_ttl_s: float = Field(default=60.0, gt=0)
+    # Partition lock lifetime, renewed every third of it while its batch runs: a dead holder's lock
+    # frees after this, and its batch is sent again about half of it later (engine/distributed/recovery.py).
+    lock_ttl_s: float = Field(default=20.0, gt=0)
+    recover_interval_s: float = Field(default=5.0, gt=0)  # how often each worker looks for such batches
     job_ttl_days: float = Field(default=14.0, gt=0)  # job records expire this long after creation
 
 
@@ -321,6 +323,7 @@ def _read(env: Mapping[str, str]) -> dict[str, object]:
             "visibility_timeout_s": _int(env, "PERSONA_WORKER_VISIBILITY_TIMEOUT_S"),
             "restore_interval_s": _float(env, "PERSONA_WORKER_RESTORE_INTERVAL_S"),
             "lock_ttl_s": _float(env, "PERSONA_WORKER_LOCK_TTL_S"),
+            "recover_interval_s": _float(env, "PERSONA_WORKER_RECOVER_INTERVAL_S"),
             "job_ttl_days": _float(env, "PERSONA_JOB_TTL_DAYS"),
         }),
         "kb": _drop_none({"path": _path(env, "PERSONA_KB_PATH")}),

@@ -31,7 +31,7 @@ def graph_name() -> str:
 
 @pytest.fixture
 def store(falkor_server: ServerStatus, graph_name: str) -> Iterator[FalkorStore]:
-    s = FalkorStore("127.0.0.1", int(falkor_server.port or 0), graph_name)
+    s = FalkorStore("127.0.0.1", int(falkor_server.port or 0), graph_name, password=falkor_server.password)
     s.ensure_schema()
     yield s
     try:
@@ -44,7 +44,7 @@ def store(falkor_server: ServerStatus, graph_name: str) -> Iterator[FalkorStore]
 def settings(tmp_path: Path, falkor_server: ServerStatus, graph_name: str) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        graph_uri=f"falkordb://127.0.0.1:{falkor_server.port}",
+        graph_uri=falkor_server.graph_uri(),
         graph_name=graph_name,
     )
 

@@ -10,7 +10,7 @@ message at a time (prefetch 1), so a dead worker strands at most one batch per p
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import redis
 
@@ -31,7 +31,7 @@ def embedded_redis_url(settings: Settings) -> str:
     status = EmbeddedFalkorDB(settings.home, settings.db).start(stall_timeout_s=settings.db.start_stall_s)
     if not status.running or status.port is None:
         raise StoreError("the embedded FalkorDB is not running; start it with `persona db start`")
-    return f"redis://127.0.0.1:{status.port}/{EMBEDDED_BROKER_DB}"
+    return f"redis://:{quote(status.password or '', safe='')}@127.0.0.1:{status.port}/{EMBEDDED_BROKER_DB}"
 
 
 def _is_redis(url: str) -> bool:

@@ -8,6 +8,9 @@ reason and the whole batch message, so `persona jobs retry` can send it again.
 
 Keys (all under `persona:job:<id>:`, expiring `job_ttl_days` after the last write):
 meta (hash), state / outcome / dead / error (hashes by batch), users / docs (sets), seen (dedupe).
+Besides, `persona:inflight` (hash, `<job>:<batch>` → the message and the partition-lock token of
+the delivery running it) holds the running batches, so one whose runner died can be sent again
+(recovery.py); a batch leaves it when it finishes or stops running.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ Kind = Literal["records", "facts", "events"]
 BatchState = Literal["queued", "running", "retrying", "done", "dead"]
 FINISHED = ("done", "dead")
 JOBS_INDEX = "persona:jobs"
+INFLIGHT = "persona:inflight"
 READER = "reader"  # the outcome slot of lines the producer could not even decode
 
 
@@ -54,6 +58,7 @@ class BatchTask(BaseModel):
     rows: list[tuple[int, dict[str, Any]]]
     options: BatchOptions = Field(default_factory=BatchOptions)
     failures: int = 0  # failed attempts so far (transient errors)
+    waits: int = 0  # deliveries in a row that found the partition busy or the previous batch unfinished
 
 
 class BatchOutcome(BaseModel):
@@ -66,6 +71,14 @@ class BatchOutcome(BaseModel):
     # of one partition ever overlapped
     started_at: float | None = None
     ended_at: float | None = None
+
+
+class InFlight(BaseModel):
+    """A running batch in the in-flight registry: what to send again if its runner dies."""
+
+    msg: dict[str, Any]
+    # the partition-lock token of the delivery running it; None once recovery sent it again
+    token: str | None = None
 
 
 class DeadLetter(BaseModel):
@@ -185,9 +198,21 @@ class JobStore:
         raw = self.client.hget(self.key(job_id, "state"), str(batch))
         return raw.decode() if raw else None
 
-    def mark(self, job_id: str, batch: int, state: BatchState, error: str | None = None,
-             worker: str | None = None) -> None:
+    def running(self, task: BatchTask, msg: dict[str, Any], worker: str, token: str) -> None:
+        """The batch runs under the partition lock `token`; kept in flight until it stops running."""
         pipe = self.client.pipeline()
+        pipe.hset(INFLIGHT, inflight_field(task.job_id, task.batch), InFlight(msg=msg, token=token).model_dump_json())
+        self._mark(pipe, task.job_id, task.batch, "running", None, worker)
+        pipe.execute()
+
+    def mark(self, job_id: str, batch: int, state: BatchState, error: str | None = None) -> None:
+        pipe = self.client.pipeline()
+        pipe.hdel(INFLIGHT, inflight_field(job_id, batch))
+        self._mark(pipe, job_id, batch, state, error, None)
+        pipe.execute()
+
+    def _mark(self, pipe: Any, job_id: str, batch: int, state: BatchState, error: str | None,
+              worker: str | None) -> None:
         pipe.hset(self.key(job_id, "state"), str(batch), state)
         if worker is not None:
             pipe.hset(self.key(job_id, "runner"), str(batch), worker)
@@ -195,7 +220,6 @@ class JobStore:
             pipe.hset(self.key(job_id, "error"), str(batch), error[:2000])
         if state == "running":
             pipe.hsetnx(self.key(job_id, "meta"), "started", repr(time.time()))
-        pipe.execute()
 
     def complete(self, job_id: str, batch: int, outcome: BatchOutcome, users: set[str], docs: set[str]) -> bool:
         """Record a finished batch; False when another delivery of it had already finished."""
@@ -206,6 +230,7 @@ class JobStore:
         if docs:
             pipe.sadd(self.key(job_id, "docs"), *docs)
         pipe.hset(self.key(job_id, "state"), str(batch), "done")
+        pipe.hdel(INFLIGHT, inflight_field(job_id, batch))
         pipe.hdel(self.key(job_id, "error"), str(batch))
         pipe.hset(self.key(job_id, "meta"), "last_done", repr(time.time()))
         self._touch(pipe, job_id)
@@ -218,9 +243,34 @@ class JobStore:
         pipe.hset(self.key(task.job_id, "dead"), str(task.batch),
                   kdumps({"letter": letter.model_dump(), "task": task.model_dump(mode="python")}))
         pipe.hset(self.key(task.job_id, "state"), str(task.batch), "dead")
+        pipe.hdel(INFLIGHT, inflight_field(task.job_id, task.batch))
         pipe.hset(self.key(task.job_id, "meta"), "last_done", repr(time.time()))
         self._touch(pipe, task.job_id)
         pipe.execute()
+
+    def finished(self, job_id: str, batch: int) -> bool:
+        """The batch is done or dead (and no longer in flight)."""
+        if self.state(job_id, batch) not in FINISHED:
+            return False
+        self.client.hdel(INFLIGHT, inflight_field(job_id, batch))
+        return True
+
+    # --- recovery --------------------------------------------------------------------------
+
+    def inflight(self) -> dict[str, bytes]:
+        """The registry as stored (`InFlight` JSON by field): take_over compares these bytes."""
+        return {k.decode(): v for k, v in self.client.hgetall(INFLIGHT).items()}
+
+    def take_over(self, field: str, seen: bytes) -> bool:
+        """Claim a batch whose runner died, once across every sweeper: only if its entry is still
+        `seen` and it is still running, it goes back to `queued` and out of the lock check."""
+        job_id, batch = split_field(field)
+        resent = InFlight(msg=InFlight.model_validate_json(seen).msg).model_dump_json()
+        return bool(self.client.eval(_TAKE_OVER, 2, INFLIGHT, self.key(job_id, "state"), field, str(batch),
+                                     seen, resent))
+
+    def drop_inflight(self, field: str) -> None:
+        self.client.hdel(INFLIGHT, field)
 
     def deduper(self, job_id: str, batch: int) -> JobDeduper:
         return JobDeduper(self.client, self.key(job_id, "seen"), str(batch))
@@ -312,6 +362,25 @@ class JobStore:
             finished=finished, started=float(started) if started else None,
             last_done=float(last_done) if last_done else None,
         )
+
+
+def inflight_field(job_id: str, batch: int) -> str:
+    return f"{job_id}:{batch}"
+
+
+def split_field(field: str) -> tuple[str, int]:
+    job_id, _, batch = field.rpartition(":")
+    return job_id, int(batch)
+
+
+# Compare-and-set: the entry is still the one the sweeper judged, and the batch still running.
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[3] then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[2], 'queued')
+return 1
+"""
 
 
 # One claim per key: the batch that saw a document first owns it, whoever delivers it again.

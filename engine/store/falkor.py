@@ -143,9 +143,9 @@ def _refused_or_failed(message: str, read_only: bool) -> StoreError:
 class FalkorStore:
     backend = "falkordb"
 
-    def __init__(self, host: str, port: int, graph: str = "persona") -> None:
+    def __init__(self, host: str, port: int, graph: str = "persona", password: str | None = None) -> None:
         try:
-            self._db = FalkorDB(host=host, port=port)  # asks the server for INFO right away
+            self._db = FalkorDB(host=host, port=port, password=password)  # asks the server for INFO right away
         except redis.ConnectionError as exc:
             raise StoreError(f"FalkorDB is not reachable at {host}:{port}: {exc}") from exc
         self._graph = self._db.select_graph(graph)

@@ -47,10 +47,10 @@ def _demo_lines() -> list[FactLine]:
 def demo_graph(falkor_server: ServerStatus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         tuple[FalkorStore, Settings]]:
     name = f"b_{uuid.uuid4().hex[:12]}"
-    store = FalkorStore("127.0.0.1", int(falkor_server.port or 0), name)
+    store = FalkorStore("127.0.0.1", int(falkor_server.port or 0), name, password=falkor_server.password)
     store.ensure_schema()
     settings = Settings(home=tmp_path_factory.mktemp("browser-home"),
-                        graph_uri=f"falkordb://127.0.0.1:{falkor_server.port}", graph_name=name,
+                        graph_uri=falkor_server.graph_uri(), graph_name=name,
                         api=ApiSettings(token=TOKEN))
     apply_fact_lines(store, settings, _demo_lines())
     try:

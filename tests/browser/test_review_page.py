@@ -29,10 +29,10 @@ TOKEN = "alice-browser-token"  # noqa: S105 - a test value
 def review_graph(falkor_server: ServerStatus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         tuple[FalkorStore, Settings]]:
     name = f"r_{uuid.uuid4().hex[:12]}"
-    store = FalkorStore("127.0.0.1", int(falkor_server.port or 0), name)
+    store = FalkorStore("127.0.0.1", int(falkor_server.port or 0), name, password=falkor_server.password)
     store.ensure_schema()
     settings = Settings(home=tmp_path_factory.mktemp("review-home"),
-                        graph_uri=f"falkordb://127.0.0.1:{falkor_server.port}", graph_name=name,
+                        graph_uri=falkor_server.graph_uri(), graph_name=name,
                         api=ApiSettings(tokens={"alice": TOKEN}))
     reviewdata.load(store, settings)
     sample_batch(store, 4, since="2024-01-01", seed=1, name="2024-05-a")

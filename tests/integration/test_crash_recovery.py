@@ -24,10 +24,10 @@ from engine.ingest import parse_fact_line
 from engine.pipeline import apply_fact_lines
 from engine.store.falkor import FalkorStore
 
-port, graph, acked_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-store = FalkorStore("127.0.0.1", port, graph)
+port, graph, acked_path, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+store = FalkorStore("127.0.0.1", port, graph, password=password)
 store.ensure_schema()
-settings = Settings(graph_uri=f"falkordb://127.0.0.1:{port}", graph_name=graph)
+settings = Settings(graph_uri=f"falkordb://:{password}@127.0.0.1:{port}", graph_name=graph)
 with open(acked_path, "a") as acked:
     for batch in range(10_000):
         lines = [
@@ -52,7 +52,7 @@ def test_acknowledged_batches_survive_kill_9(tmp_path: Path) -> None:
     acked_file.touch()
     root = Path(__file__).resolve().parents[2]
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(status.port), "crash", str(acked_file)],
+        [sys.executable, "-c", WRITER, str(status.port), "crash", str(acked_file), status.password or ""],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         stderr=subprocess.PIPE,
@@ -74,7 +74,7 @@ def test_acknowledged_batches_survive_kill_9(tmp_path: Path) -> None:
 
     restarted = server.start()
     assert restarted.pid != status.pid
-    store = FalkorStore("127.0.0.1", int(restarted.port or 0), "crash")
+    store = FalkorStore("127.0.0.1", int(restarted.port or 0), "crash", password=restarted.password)
     try:
         rows = store.ro_query(
             "MATCH (:User)-[f:LIKES]->(:Entity) UNWIND f.docs AS d RETURN DISTINCT d"

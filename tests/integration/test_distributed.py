@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -23,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from engine.config import Settings
-from engine.distributed import job_store
+from engine.config import Settings, WorkerSettings
+from engine.distributed import JobStore, job_store
+from engine.distributed.jobs import split_field
 from engine.ingest import read_fact_lines
 from engine.pipeline import IngestReport, ingest_facts
 from engine.store import EmbeddedFalkorDB
@@ -159,8 +161,9 @@ class Cluster:
         return Settings.from_env(self.env, graph_name=graph)
 
     def graph(self, name: str | None = None) -> FalkorStore:
-        port = EmbeddedFalkorDB(self.home).status().port
-        store = FalkorStore("127.0.0.1", int(port or 0), name or self.env["PERSONA_GRAPH_NAME"])
+        status = EmbeddedFalkorDB(self.home).status()
+        store = FalkorStore("127.0.0.1", int(status.port or 0), name or self.env["PERSONA_GRAPH_NAME"],
+                            password=status.password)
         store.ensure_schema()
         return store
 
@@ -417,3 +420,144 @@ def test_records_through_the_encoder_tier_match_in_process(cluster: Cluster, tmp
         assert digest(store) == expected
     finally:
         store.close()
+
+
+# --- recovery with the default settings (engine/distributed/recovery.py) -------------------------
+# Nothing shortened: the visibility timeout stays 3600 s, so a batch whose worker died can only be
+# finished within these waits if recovery sends it again.
+RECOVERY_WAIT_S = 150
+
+
+@pytest.fixture
+def default_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Two `persona worker` processes with every worker setting at its default."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
+    env.update({"PYTHONPATH": str(ROOT), "COLUMNS": "200", "PERSONA_HOME": str(home),
+                "PERSONA_GRAPH_URI": "embedded", "PERSONA_GRAPH_NAME": "recovery"})
+    server = EmbeddedFalkorDB(home)
+    server.start()
+    c = Cluster(home, env)
+    assert c.settings().worker == WorkerSettings()
+    c.start("w1")
+    c.start("w2")
+    try:
+        c.wait_ready("w1", "w2")
+        yield c
+    finally:
+        c.stop_all()
+        server.stop()
+
+
+def freeze_one(cluster: Cluster, jobs: JobStore) -> tuple[str, str, int] | None:
+    """Stop (SIGSTOP) a worker while the batch it runs is still running: its name, the job and the
+    batch. A frozen worker is where a kill -9 mid-batch would leave it."""
+    by_node = {node: name for name, node in cluster.nodes.items()}
+    for field in jobs.inflight():
+        job, batch = split_field(field)
+        runner = jobs.client.hget(jobs.key(job, "runner"), str(batch))
+        name = by_node.get(runner.decode()) if runner else None
+        if name is None or jobs.state(job, batch) != "running":
+            continue
+        os.killpg(cluster.workers[name].pid, signal.SIGSTOP)
+        time.sleep(0.2)  # stopped for sure: nothing it does changes the records any more
+        if jobs.state(job, batch) == "running":
+            return name, job, batch
+        os.killpg(cluster.workers[name].pid, signal.SIGCONT)  # it finished just before
+    return None
+
+
+def enqueue_and_freeze(cluster: Cluster, jobs: JobStore, path: Path, *extra: str) -> tuple[str, str, int]:
+    """Enqueue `path` on an empty graph, watching from the first batch on (warm workers finish
+    small batches while the producer still sends), until a worker is frozen mid-batch."""
+    for _ in range(5):
+        cluster.clear()
+        producer = subprocess.Popen([sys.executable, "-m", "engine.cli", "ingest-facts", str(path), "--queue",
+                                     "--json", *extra], cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, text=True)
+        caught = None
+        while caught is None and producer.poll() is None:
+            caught = freeze_one(cluster, jobs)
+            time.sleep(0.002)
+        job = json.loads(producer.communicate(timeout=60)[0])["job_id"]
+        while caught is None and not jobs.status(job).finished:  # type: ignore[union-attr]
+            caught = freeze_one(cluster, jobs)
+            time.sleep(0.002)
+        if caught is not None:
+            assert caught[1] == job
+            return job, caught[0], caught[2]
+    raise AssertionError("no worker was caught mid-batch in 5 jobs")
+
+
+def test_recovery_kill_9_of_a_worker_mid_batch_with_default_settings(default_cluster: Cluster, tmp_path: Path) -> None:
+    """Issue # 15: 2 workers, 400 fact lines, one worker kill -9'd mid-batch: its batch is sent again
+    by the survivor (lock expired, still running), not after the 3600 s visibility timeout."""
+    cluster = default_cluster
+    path = tmp_path / "facts.jsonl"
+    write_facts(path, 400, seed=21)
+    expected, _ = baseline(cluster, path, batch=5000)  # the CLI's default --batch-size
+    jobs = job_store(cluster.settings())
+    job, name, batch = enqueue_and_freeze(cluster, jobs, path)
+    node = cluster.nodes[name]
+    cluster.kill9(name)
+    code, status = cluster.wait_job(job, timeout=RECOVERY_WAIT_S)
+    assert status["states"]["dead"] == 0 and status["states"]["done"] == status["meta"]["batches"]
+    assert jobs.outcomes(job)[batch].worker == cluster.nodes["w1" if name == "w2" else "w2"] != node
+    assert status["report"]["applied"] == 400  # counted once
+    assert jobs.inflight() == {}  # nothing left in flight
+    store = cluster.graph()
+    try:
+        assert without_conflicts(digest(store)) == without_conflicts(expected)  # nothing lost, nothing doubled
+    finally:
+        store.close()
+    survivor = cluster.logs["w1" if name == "w2" else "w2"].read_text()
+    assert f"batch {batch} of job {job} lost its worker" in survivor
+    assert EmbeddedFalkorDB(cluster.home).password() not in survivor  # the broker URL is logged masked
+
+
+def test_recovery_database_kill_9_mid_job_resumes_and_waits_back_off(default_cluster: Cluster,
+                                                                     tmp_path: Path) -> None:
+    """Issue # 16 row 6: the database (= broker) kill -9'd while a batch runs and restarted: the
+    in-flight batch is sent again by the same recovery; the later batches of its partition wait
+    with backoff, not every 0.5 s."""
+    cluster = default_cluster
+    path = tmp_path / "facts.jsonl"
+    write_facts(path, 400, seed=22, users=30)
+    expected, _ = baseline(cluster, path, batch=50)
+    jobs = job_store(cluster.settings())
+    job, name, batch = enqueue_and_freeze(cluster, jobs, path, "--batch-size", "50")  # several per partition
+    server = EmbeddedFalkorDB(cluster.home)
+    port = server.status().port
+    os.kill(int(server.status().pid or 0), signal.SIGKILL)
+    os.killpg(cluster.workers[name].pid, signal.SIGCONT)  # its batch fails against the dead database
+    # down long enough for the workers to notice and fail to give their messages back (a restart
+    # within a second or two finds them still trying, and they do give them back)
+    time.sleep(10.0)
+    assert server.start().port == port
+    assert job_store(cluster.settings()).state(job, batch) == "running"  # left without its runner
+    code, status = cluster.wait_job(job, timeout=RECOVERY_WAIT_S)
+    assert status["states"]["dead"] == 0 and status["states"]["done"] == status["meta"]["batches"]
+    assert status["report"]["applied"] == 400
+    store = cluster.graph()
+    try:
+        assert without_conflicts(digest(store)) == without_conflicts(expected)  # (the graph was killed too)
+    finally:
+        store.close()
+    logs = "".join(log.read_text() for log in cluster.logs.values())
+    # Its worker lived: it gave the message back itself on reconnecting. Had it not (or had it died:
+    # the test above), recovery sends it again, since the batch stayed "running" without its lock.
+    assert re.search(r"Restoring \d+ unacknowledged", logs) or f"batch {batch} of job {job} lost its worker" in logs
+    # the batches waiting on it come back after 0.5, 1, 2, 4, 8, 8 … s, not every 0.5 s
+    waits = wait_countdowns(logs)
+    assert max(len(w) for w in waits.values()) >= 3, waits
+    assert all(not any(a == b == 0.5 for a, b in zip(w, w[1:], strict=False)) for w in waits.values()), waits
+
+
+def wait_countdowns(logs: str) -> dict[str, list[float]]:
+    """The countdowns each task was retried with, in time order (log lines start with the time)."""
+    lines = sorted(line for line in logs.splitlines() if line.startswith("[20") and " retry: Retry in " in line)
+    found: dict[str, list[float]] = {}
+    for line in lines:
+        m = re.search(r"ingest_batch\[([0-9a-f-]+)\] retry: Retry in ([0-9.]+)s", line)
+        if m:
+            found.setdefault(m[1], []).append(float(m[2]))
+    return found

@@ -40,9 +40,9 @@ def _no_leftover_servers(tmp_path: Path):
             pass
 
 
-def _fill_log(port: int, statements: int) -> None:
+def _fill_log(status: ServerStatus, statements: int) -> None:
     """Many small un-indexed MERGEs: each replays as a scan, so replay takes seconds per MB."""
-    client = redis.Redis(host="127.0.0.1", port=port)
+    client = redis.Redis(host="127.0.0.1", port=int(status.port or 0), password=status.password)
     pipe = client.pipeline(transaction=False)
     for i in range(statements):
         pipe.execute_command(
@@ -56,8 +56,8 @@ def _fill_log(port: int, statements: int) -> None:
     client.close()
 
 
-def _count(port: int) -> int:
-    store = FalkorStore("127.0.0.1", port, "big")
+def _count(status: ServerStatus) -> int:
+    store = FalkorStore("127.0.0.1", int(status.port or 0), "big", password=status.password)
     try:
         return int(store.ro_query("MATCH (:Person)-[r:R]->(:Thing) RETURN count(r)").scalar())
     finally:
@@ -79,7 +79,7 @@ def _largest_gap(loading: list[LoadProgress]) -> float:
 def test_big_uncompacted_log_restarts_while_loading_progresses(tmp_path: Path) -> None:
     server = EmbeddedFalkorDB(tmp_path / "home", NO_AUTO_REWRITE)
     status = server.start()
-    _fill_log(int(status.port or 0), 12_000)
+    _fill_log(status, 12_000)
     os.kill(int(status.pid or 0), signal.SIGKILL)
     assert server.log_size_bytes() > 1_000_000
 
@@ -98,7 +98,7 @@ def test_big_uncompacted_log_restarts_while_loading_progresses(tmp_path: Path) -
         assert restarted.running
         assert len(loading) >= 2 and loading[-1].loaded_bytes > loading[0].loaded_bytes
         assert loading[-1].elapsed_s > stall_s  # waited past the stall window because progress went on
-        assert _count(int(restarted.port or 0)) == 12_000
+        assert _count(restarted) == 12_000
 
         report = server.compact()
         assert report.completed and report.method == "aof-rewrite"
@@ -109,7 +109,7 @@ def test_big_uncompacted_log_restarts_while_loading_progresses(tmp_path: Path) -
     after: list[LoadProgress] = []
     again = server.start(stall_timeout_s=3.0, on_progress=after.append)
     try:
-        assert _count(int(again.port or 0)) == 12_000
+        assert _count(again) == 12_000
     finally:
         server.stop()
 
@@ -118,8 +118,8 @@ def test_auto_rewrite_policy_keeps_the_log_compact(tmp_path: Path) -> None:
     server = EmbeddedFalkorDB(tmp_path / "home", ServerConfig(aof_rewrite_percentage=50, aof_rewrite_min_size_mb=1))
     status = server.start()
     try:
-        _fill_log(int(status.port or 0), 8_000)
-        client = redis.Redis(host="127.0.0.1", port=int(status.port or 0))
+        _fill_log(status, 8_000)
+        client = redis.Redis(host="127.0.0.1", port=int(status.port or 0), password=status.password)
         for _ in range(600):  # the server's cron starts the rewrite; let a running one finish
             info = client.info("persistence")
             if info["aof_rewrites"] >= 1 and not info["aof_rewrite_in_progress"]:
@@ -134,7 +134,7 @@ def test_auto_rewrite_policy_keeps_the_log_compact(tmp_path: Path) -> None:
 def test_stalled_start_names_the_state_and_leaves_the_server(tmp_path: Path) -> None:
     server = EmbeddedFalkorDB(tmp_path / "home", NO_AUTO_REWRITE)
     status = server.start()
-    _fill_log(int(status.port or 0), 4_000)
+    _fill_log(status, 4_000)
     os.kill(int(status.pid or 0), signal.SIGKILL)
     restarted = server.start()
     pid = int(restarted.pid or 0)
@@ -149,7 +149,7 @@ def test_stalled_start_names_the_state_and_leaves_the_server(tmp_path: Path) -> 
     resumed = server.start(stall_timeout_s=60.0)  # still there: a second start resumes the wait
     try:
         assert resumed.running and resumed.pid == pid
-        assert _count(int(resumed.port or 0)) == 4_000
+        assert _count(resumed) == 4_000
     finally:
         server.stop()
 
@@ -157,7 +157,7 @@ def test_stalled_start_names_the_state_and_leaves_the_server(tmp_path: Path) -> 
 def test_query_memory_cap_refuses_a_huge_unwind(tmp_path: Path) -> None:
     server = EmbeddedFalkorDB(tmp_path / "home", ServerConfig(query_mem_capacity_mb=64))
     status = server.start()
-    store = FalkorStore("127.0.0.1", int(status.port or 0), "mem")
+    store = FalkorStore("127.0.0.1", int(status.port or 0), "mem", password=status.password)
     try:
         with pytest.raises(QueryMemoryExceeded, match="per-query cap"):
             store.query("UNWIND range(1, 50000000) AS x RETURN collect(x)")
@@ -180,9 +180,9 @@ def test_forget_leaves_no_trace_in_any_file_under_the_home(tmp_path: Path) -> No
     server = EmbeddedFalkorDB(home)
     status = server.start()
     port = int(status.port or 0)
-    store = FalkorStore("127.0.0.1", port, "persona")
+    store = FalkorStore("127.0.0.1", port, "persona", password=status.password)
     store.ensure_schema()
-    settings = Settings(home=home, graph_uri=f"falkordb://127.0.0.1:{port}")
+    settings = Settings(home=home, graph_uri=status.graph_uri())
     try:
         apply_fact_lines(store, settings, [
             fact(doc_id="a-d1", user_id="alice-7f3q", predicate="LIKES", object="football",
@@ -231,7 +231,7 @@ def test_forget_leaves_no_trace_in_any_file_under_the_home(tmp_path: Path) -> No
     again = server.start()
     try:
         assert _grep(home, "alice-7f3q") == []
-        back = FalkorStore("127.0.0.1", int(again.port or 0), "persona")
+        back = FalkorStore("127.0.0.1", int(again.port or 0), "persona", password=again.password)
         assert back.ro_query("MATCH (u:User) RETURN collect(u.id)").scalar() == ["bob-1"]
         back.close()
     finally:
@@ -262,9 +262,9 @@ def _ingest(home: Path, facts: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _canonical(port: int) -> tuple[list[str], list[str]]:
+def _canonical(status: ServerStatus) -> tuple[list[str], list[str]]:
     """Nodes and edges by content (internal ids and wall-clock stamps left out), sorted."""
-    store = FalkorStore("127.0.0.1", port, "persona")
+    store = FalkorStore("127.0.0.1", int(status.port or 0), "persona", password=status.password)
     try:
         def clean(props: dict) -> str:
             return json.dumps({k: v for k, v in props.items() if k not in VOLATILE}, sort_keys=True, default=str)
@@ -293,7 +293,7 @@ def test_kill_9_mid_ingest_then_rerun_equals_a_clean_run(tmp_path: Path) -> None
     assert clean_run.wait(timeout=600) == 0, clean_run.stderr.read().decode()[-2000:] if clean_run.stderr else ""
     clean_server = EmbeddedFalkorDB(clean_home)
     try:
-        expected = _canonical(int(clean_server.start().port or 0))
+        expected = _canonical(clean_server.start())
     finally:
         clean_server.stop()
 
@@ -302,7 +302,7 @@ def test_kill_9_mid_ingest_then_rerun_equals_a_clean_run(tmp_path: Path) -> None
     status = server.start()
     run = _ingest(home, facts)
     port = int(status.port or 0)
-    client = redis.Redis(host="127.0.0.1", port=port)
+    client = redis.Redis(host="127.0.0.1", port=port, password=status.password)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and run.poll() is None:  # wait until a few batches are in
         try:
@@ -316,7 +316,7 @@ def test_kill_9_mid_ingest_then_rerun_equals_a_clean_run(tmp_path: Path) -> None
     rerun = _ingest(home, facts)  # starts the database again (replaying its log) and reruns
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read().decode()[-2000:] if rerun.stderr else ""
     try:
-        got = _canonical(int(server.status().port or 0))
+        got = _canonical(server.status())
         assert len(got[0]) == len(expected[0]) and len(got[1]) == len(expected[1])
         assert got == expected
     finally:

@@ -91,18 +91,18 @@ def home(tmp_path: Path):
     home = tmp_path / "home"
     server = EmbeddedFalkorDB(home)
     status = server.start()
-    yield home, int(status.port or 0)
+    yield home, int(status.port or 0), status.password
     server.stop()
 
 
 def test_embedded_server_keeps_no_query_telemetry(home) -> None:
-    path, port = home
-    client = redis.Redis(host="127.0.0.1", port=port)
+    path, port, password = home
+    client = redis.Redis(host="127.0.0.1", port=port, password=password)
     assert client.execute_command("GRAPH.CONFIG", "GET", "CMD_INFO")[1] == 0
     assert client.execute_command("GRAPH.CONFIG", "GET", "MAX_INFO_QUERIES")[1] == 0
-    store = FalkorStore("127.0.0.1", port, "persona")
+    store = FalkorStore("127.0.0.1", port, "persona", password=password)
     store.ensure_schema()
-    _ingest(store, Settings(home=path, graph_uri=f"falkordb://127.0.0.1:{port}"))
+    _ingest(store, Settings(home=path, graph_uri=f"falkordb://:{password}@127.0.0.1:{port}"))
     get_persona(store, USER)
     assert list(client.scan_iter(match="telemetry{*}")) == []
     assert store.residue([USER]) != []  # the user is in the graph: the server check sees it
@@ -110,13 +110,13 @@ def test_embedded_server_keeps_no_query_telemetry(home) -> None:
 
 
 def test_forget_after_telemetry_and_job_records_leaves_nothing(home) -> None:
-    path, port = home
-    client = redis.Redis(host="127.0.0.1", port=port)
+    path, port, password = home
+    client = redis.Redis(host="127.0.0.1", port=port, password=password)
     _as_older_server(client)
-    store = FalkorStore("127.0.0.1", port, "persona")
+    store = FalkorStore("127.0.0.1", port, "persona", password=password)
     store.ensure_schema()
     settings = Settings(home=path)
-    _ingest(store, Settings(home=path, graph_uri=f"falkordb://127.0.0.1:{port}"))
+    _ingest(store, Settings(home=path, graph_uri=f"falkordb://:{password}@127.0.0.1:{port}"))
     for _ in range(3):
         get_persona(store, USER)
     # the leak this guards against is real: the telemetry stream holds the id and the whole text
@@ -132,7 +132,7 @@ def test_forget_after_telemetry_and_job_records_leaves_nothing(home) -> None:
     report = json.loads(done.stdout)
     assert report["server_residual"] == [] and report["residual"] == []
     assert report["job_records"] >= 3  # users set, docs set, dedupe claim, dead letter
-    check = FalkorStore("127.0.0.1", port, "persona")
+    check = FalkorStore("127.0.0.1", port, "persona", password=password)
     assert check.residue([USER, TEXT], DOCS) == []
     assert check.ro_query("MATCH (u:User {id: 'other-user'}) RETURN count(u)").scalar() == 1
     check.close()
@@ -146,13 +146,13 @@ def test_forget_after_telemetry_and_job_records_leaves_nothing(home) -> None:
 
 @pytest.mark.parametrize("mode", [["--json"], []], ids=["json", "plain"])
 def test_forget_exits_1_when_the_server_still_holds_the_user(home, mode: list[str]) -> None:
-    path, port = home
-    store = FalkorStore("127.0.0.1", port, "persona")
+    path, port, password = home
+    store = FalkorStore("127.0.0.1", port, "persona", password=password)
     store.ensure_schema()
-    _ingest(store, Settings(home=path, graph_uri=f"falkordb://127.0.0.1:{port}"))
+    _ingest(store, Settings(home=path, graph_uri=f"falkordb://:{password}@127.0.0.1:{port}"))
     store.close()
     # something forget does not own still holds the user: a long, compressible value in another database
-    stray = redis.Redis(host="127.0.0.1", port=port, db=2)
+    stray = redis.Redis(host="127.0.0.1", port=port, db=2, password=password)
     stray.set("notes:42", ("padding " * 200) + USER + (" padding" * 200))
 
     done = _forget(path, *mode)

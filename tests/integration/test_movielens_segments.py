@@ -64,10 +64,10 @@ def movielens(falkor_server, tmp_path_factory):
     from engine.config import Settings
     from engine.store.falkor import FalkorStore
 
-    store = FalkorStore("127.0.0.1", int(falkor_server.port or 0), "t_movielens")
+    store = FalkorStore("127.0.0.1", int(falkor_server.port or 0), "t_movielens", password=falkor_server.password)
     store.query("MATCH (n) DETACH DELETE n")
     store.ensure_schema()
-    settings = Settings(graph_uri=f"falkordb://127.0.0.1:{falkor_server.port}", graph_name="t_movielens")
+    settings = Settings(graph_uri=falkor_server.graph_uri(), graph_name="t_movielens")
     sample, movies, tags = load_sample()
     lines, events = [], []
     for uid, rows in sample.items():
