@@ -235,6 +235,7 @@ def apply_events(
     linker = linker or ItemLinker()
     report = EventBatchReport(events_in=len(events))
     linked: list[tuple[Event, TargetRef]] = []
+    positions: list[int] = []  # index in `events` of each linked event
     for i, ev in enumerate(events):
         try:
             target = linker.target(RELATION[ev.type], ev.item, qid=ev.item_qid, category=ev.category)
@@ -242,9 +243,12 @@ def apply_events(
             report.problems.append((i, "item", str(exc)))
             continue
         linked.append((ev, target))
+        positions.append(i)
     ctx = context_for(t for _, t in linked)
     written = write_events(store, linked, ctx.context, ctx.parents, batch=batch)
     report.events_applied, report.edges_written = written.events_applied, written.edges_written
+    report.problems += [(positions[i], field, message) for i, field, message in written.problems]
+    report.problems.sort()
     report.users = written.users
     return report
 

@@ -9,6 +9,7 @@ from engine.fuse.behaviour import (
     RELATION,
     BehaviourReport,
     behaviour_edge_statement,
+    stored_events_statement,
     user_aggregates_statement,
     write_events,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "context_edge_statement",
     "fact_edge_statements",
     "fuse",
+    "stored_events_statement",
     "user_aggregates_statement",
     "write_context",
     "write_entities",

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from engine.contracts import MAX_USER_ID, Identifier, Number, Timestamp, iso, to_utc
 from engine.ingest.errors import LineError, Numbered, from_validation
@@ -21,6 +23,22 @@ from engine.ingest.rows import numbered, read_rows, validated
 
 QID = re.compile(r"^Q[1-9][0-9]{0,11}$")
 EVENT_TYPES = ("purchase", "view", "cart", "refund")
+# Clocks of event sources drift; a day ahead is drift, further ahead is a wrong date (a purchase
+# "in 2199" would otherwise become the user's last_seen and win every recency window).
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def _finite(value: Any) -> Any:
+    """NaN / infinity (JSON numbers or CSV text) are refused as what they are, before the range check."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value  # pydantic names it: not a valid number
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a number (NaN and infinity are refused)")
+    return value
 
 
 class Event(BaseModel):
@@ -31,7 +49,7 @@ class Event(BaseModel):
     item: Annotated[Identifier, Field(min_length=1, max_length=500)]
     item_qid: str | None = None
     category: str | None = Field(default=None, max_length=200)
-    amount: Annotated[Number, Field(ge=0, le=1e12)] | None = None
+    amount: Annotated[Number, BeforeValidator(_finite), Field(ge=0, le=1e12)] | None = None
     currency: str | None = None
     ts: Timestamp
     event_id: Annotated[Identifier, Field(min_length=1, max_length=256)] | None = None
@@ -60,7 +78,10 @@ class Event(BaseModel):
     @field_validator("ts")
     @classmethod
     def _utc(cls, v: Any) -> Any:
-        return to_utc(v)
+        ts = to_utc(v)
+        if ts > datetime.now(UTC) + FUTURE_TOLERANCE:
+            raise ValueError(f"{iso(ts)} is in the future (more than {FUTURE_TOLERANCE.days} day after now)")
+        return ts
 
     @property
     def key(self) -> str:
