@@ -9,17 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import queue
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from engine.contracts import MAX_USER_ID, Identifier, Number, Timestamp, iso, to_utc
 from engine.ingest.errors import LineError, Numbered, from_validation
-from engine.ingest.rows import numbered, read_rows, validated
+from engine.ingest.rows import numbered, parse_json_line, read_rows, validated
 
 QID = re.compile(r"^Q[1-9][0-9]{0,11}$")
 EVENT_TYPES = ("purchase", "view", "cart", "refund")
@@ -111,3 +113,42 @@ def read_events(path: str | Path, fmt: str | None = None) -> Iterator[Numbered[E
 def events_from_items(items: Iterable[Any]) -> Iterator[Numbered[Event]]:
     """Events from already-parsed items (an API body), numbered from 1 like lines."""
     return validated(numbered(items), event_from_dict)
+
+
+class _Idle:
+    """The marker a live stream yields when no line came for a while: write what is pending now."""
+
+
+IDLE = _Idle()
+_EOF = object()
+
+
+def _lines_of(handle: BinaryIO, lines: queue.Queue[Any]) -> None:
+    for raw in handle:
+        lines.put(raw)
+    lines.put(_EOF)
+
+
+def read_event_stream(handle: BinaryIO, idle_seconds: float) -> Iterator[Numbered[Event] | tuple[None, _Idle]]:
+    """JSONL events from a live stream (standard input), numbered like a file's lines.
+
+    `(None, IDLE)` comes once whenever no line arrived for `idle_seconds`, so a slow stream is
+    written (and its segments refreshed) promptly instead of waiting for a full batch.
+    """
+    lines: queue.Queue[Any] = queue.Queue(maxsize=10_000)
+    threading.Thread(target=_lines_of, args=(handle, lines), name="event-stream", daemon=True).start()
+    line, idle = 0, True
+    while True:
+        try:
+            raw = lines.get(timeout=None if idle else idle_seconds)
+        except queue.Empty:
+            idle = True
+            yield None, IDLE
+            continue
+        if raw is _EOF:
+            return
+        line += 1
+        idle = False
+        if raw.strip():
+            row = parse_json_line(raw, line)
+            yield line, row if isinstance(row, LineError) else event_from_dict(row, line)

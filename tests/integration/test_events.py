@@ -229,3 +229,61 @@ def test_csv_nan_amount_is_not_a_number(tmp_path: Path) -> None:
     f.write_text("user_id,type,item,amount,ts\nana,purchase,ball,NaN,2024-01-01T00:00:00Z\n")
     (line, item), = list(read_events(f))
     assert line == 2 and item.field == "amount" and "not a number" in item.message
+
+
+# --- streams and segment refresh (# 15) -------------------------------------------------------
+
+
+def test_a_quiet_stream_writes_its_partial_batch(store) -> None:
+    from engine.ingest.events import IDLE
+
+    batches: list[int] = []
+    lines = [ev(event_id="a1"), ev(event_id="a2", user_id="bob"), None, ev(event_id="a3")]
+
+    def stream():
+        for i, line in enumerate(lines, start=1):
+            yield (None, IDLE) if line is None else (i, Event.model_validate_json(line))
+
+    report = ingest_events(store, Settings(), stream(), batch=100,
+                           after_batch=lambda r: batches.append(r.events_in))
+    assert batches == [2, 1] and report.applied == 3 and report.lines == 3
+
+
+def test_stdin_stream_keeps_a_within_days_segment_current(store, cli_env) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from engine.segment import apply_definition, run_segment, segment_members
+
+    apply_definition(store, {"id": "buyers", "where": {"purchased": {"count": {"gte": 1}, "within_days": 90}}})
+    run_segment(store, "buyers")
+    recent = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "engine.cli", "ingest-events", "-", "--refresh-segments", "--flush-seconds", "0.2",
+         "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **cli_env})
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write((ev(event_id="s1", ts=recent) + "\n").encode())
+        proc.stdin.flush()
+        # the stream stays open: the quiet stream's batch is written and the segment refreshed
+        deadline = time.monotonic() + 60
+        while not segment_members(store, "buyers") and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        members = segment_members(store, "buyers")
+        assert [m.user_id for m in members] == ["ana"], proc.poll()
+        assert "PURCHASED ×1 in last 90d: basketball (Q5372)" in members[0].reason
+        rest = b'{"user_id": "bob", broken\n' + (ev(event_id="s2", user_id="bob", ts=recent) + "\n").encode()
+        out, err = proc.communicate(rest, timeout=120)  # then standard input closes: the run ends
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    report = json.loads(out)
+    assert (report["applied"], report["failed"], report["lines"]) == (2, 1, 3)
+    assert report["errors"][0]["line"] == 2
+    assert [m.user_id for m in segment_members(store, "buyers")] == ["ana", "bob"]
+    info = store.ro_query("MATCH (s:Segment {id: 'buyers'}) RETURN s.size, s.last_run_at").rows[0]
+    assert info[0] == 2 and info[1] is not None
