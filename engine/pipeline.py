@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from engine.check import CheckReport, check_users
 from engine.config import Settings
 from engine.contracts import DocumentIn, DocumentSentiment, Fact, Record, ResolvedFact, TargetRef
-from engine.fuse import RELATION, FuseReport, fuse, write_context, write_events
+from engine.fuse import RELATION, EntityNodes, FuseReport, fuse, write_context, write_events
 from engine.gc_pause import cyclic_gc_paused
 from engine.ingest import Deduper, Event, FactLine, LineError, Numbered, detect_language, normalise_lang
 from engine.ingest.events import IDLE
@@ -237,10 +237,15 @@ def ingest_facts(
 
 
 def apply_events(
-    store: GraphStore, events: Sequence[Event], *, batch: int = 5000, linker: ItemLinker | None = None
+    store: GraphStore, events: Sequence[Event], *, batch: int = 5000, linker: ItemLinker | None = None,
+    entities: EntityNodes | None = None,
 ) -> EventBatchReport:
-    """Link the items of one batch of events, then write the behaviour edges."""
+    """Link the items of one batch of events, then write the behaviour edges.
+
+    `entities`: the items an ingest run has written already (with their context), kept across
+    its batches so each item is written once per run."""
     linker = linker or ItemLinker()
+    entities = EntityNodes() if entities is None else entities
     report = EventBatchReport(events_in=len(events))
     linked: list[tuple[Event, TargetRef]] = []
     positions: list[int] = []  # index in `events` of each linked event
@@ -252,8 +257,8 @@ def apply_events(
             continue
         linked.append((ev, target))
         positions.append(i)
-    ctx = context_for(t for _, t in linked)
-    written = write_events(store, linked, ctx.context, ctx.parents, batch=batch)
+    ctx = context_for({t.key: t for _, t in linked if t.key not in entities}.values())
+    written = write_events(store, linked, ctx.context, ctx.parents, batch=batch, entities=entities)
     report.events_applied, report.edges_written = written.events_applied, written.edges_written
     report.problems += [(positions[i], field, message) for i, field, message in written.problems]
     report.problems.sort()
@@ -278,10 +283,10 @@ def ingest_events(
     """
     report = IngestReport(kind="events")
     tally = _Tally(report)
-    linker = ItemLinker()
+    linker, entities = ItemLinker(), EntityNodes()
 
     def apply(events: list[Event]) -> EventBatchReport:
-        result = apply_events(store, events, batch=batch, linker=linker)
+        result = apply_events(store, events, batch=batch, linker=linker, entities=entities)
         if after_batch is not None:
             after_batch(result)
         return result

@@ -8,6 +8,7 @@
 from engine.fuse.behaviour import (
     RELATION,
     BehaviourReport,
+    EntityNodes,
     behaviour_edge_statement,
     stored_events_statement,
     user_aggregates_statement,
@@ -19,6 +20,7 @@ from engine.fuse.facts import FuseReport, fact_edge_statements, fuse
 __all__ = [
     "RELATION",
     "BehaviourReport",
+    "EntityNodes",
     "FuseReport",
     "behaviour_edge_statement",
     "chunks",

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from engine.contracts import TargetRef, iso
-from engine.fuse.entities import Job, chunks, context_jobs, entity_jobs, entity_rows
+from engine.fuse.entities import ENTITY_NODES, Job, chunks, context_jobs, entity_rows
 from engine.gc_pause import cyclic_gc_paused
 from engine.ingest import Event
 from engine.store import GraphStore
@@ -45,14 +45,18 @@ MERGE (u:User {id: r.id})
 ON CREATE SET u.first_seen = r.first, u.last_seen = r.last, u.n_docs = 0, u.langs = []
 SET u.first_seen = CASE WHEN r.first < u.first_seen THEN r.first ELSE u.first_seen END,
     u.last_seen = CASE WHEN r.last > u.last_seen THEN r.last ELSE u.last_seen END
+RETURN r.id AS id, id(u) AS node
 """
 
 # One row per (user, item) edge; new events are those whose id the edge has not seen. All new
 # values are computed in WITH clauses before the single SET (FalkorDB applies SET at the end).
+# Users and items are sought by the node ids their upserts returned (no index lookups); the ids
+# are projected first (WITH r.u AS un), which is what makes FalkorDB seek instead of scan.
 _BEHAVIOUR_EDGES = """
 UNWIND $rows AS r
-MATCH (u:User {id: r.user_id})
-MATCH (e:Entity {key: r.key})
+WITH r, r.u AS un, r.e AS en
+MATCH (u:User) WHERE id(u) = un
+MATCH (e:Entity) WHERE id(e) = en
 MERGE (u)-[p:{rel}]->(e)
 ON CREATE SET p.ev_ids = [], p.ev_ts = [], p.ev_n = [], p.ev_amt = [], p.ev_k = []
 WITH p, r, [i IN r.items WHERE NOT i.id IN p.ev_ids] AS new
@@ -79,8 +83,8 @@ RETURN count(p) AS written, sum(added) AS events
 
 # Recomputed from the edges, so a retried or partial batch converges to the right totals.
 _USER_AGGREGATES = """
-UNWIND $ids AS id
-MATCH (u:User {id: id})
+UNWIND $nodes AS n
+MATCH (u:User) WHERE id(u) = n
 OPTIONAL MATCH (u)-[p:PURCHASED]->(:Entity)
 WITH u, sum(p.count) AS n, sum(p.amount) AS amount, min(p.first_purchase_ts) AS first,
      max(p.last_purchase_ts) AS last
@@ -219,6 +223,11 @@ def _edge_rows(
     return users, targets, by_rel
 
 
+class EntityNodes(dict[str, int]):
+    """Entity key → node id of the items written so far in one ingest run: an item is upserted
+    (with its Wikidata context) once per run, later batches seek it by id."""
+
+
 def write_events(
     store: GraphStore,
     linked: Sequence[tuple[Event, TargetRef]],
@@ -226,38 +235,43 @@ def write_events(
     parents: dict[str, dict[str, Any]],
     *,
     batch: int = 5000,
+    entities: EntityNodes | None = None,
 ) -> BehaviourReport:
     """Users, item entities with their Wikidata context, behaviour edges, then user aggregates.
 
-    Refused events are in report.problems as (index into `linked`, field, message); the writes
-    go through the store's write stream with the cyclic GC paused, as fusion's do.
+    Refused events are in report.problems as (index into `linked`, field, message). Users and new
+    items are upserted first and return their node ids; the edges and aggregates then go through
+    the store's write stream by node id, with the cyclic GC paused as fusion does. Items already in
+    `entities` are not written again (their context is the caller's to skip too).
     """
     report = BehaviourReport()
     if not linked:
         return report
+    entities = EntityNodes() if entities is None else entities
     with cyclic_gc_paused():
         accepted, report.problems = _plan(linked, _stored(store, linked, batch))
         users, targets, by_rel = _edge_rows(accepted)
+        user_nodes: dict[str, int] = {}
+        for chunk in chunks(list(users.values()), batch):
+            user_nodes.update(store.query(_UPSERT_USERS, {"rows": chunk}).rows)
+        for chunk in chunks(entity_rows(t for k, t in targets.items() if k not in entities), batch):
+            entities.update(store.query(ENTITY_NODES, {"rows": chunk}).rows)
         at = iso(datetime.now(UTC))
-
         edge_jobs: list[int] = []  # positions of the edge statements in the stream
 
         def jobs() -> Iterator[Job]:
-            # in dependency order: edges need their user and item nodes
             sent = 0
-            for chunk in chunks(list(users.values()), batch):
-                yield _UPSERT_USERS, {"rows": chunk}
-                sent += 1
-            for job in (*entity_jobs(entity_rows(targets.values()), batch), *context_jobs(context, parents, batch)):
+            for job in context_jobs(context, parents, batch):
                 yield job
                 sent += 1
             for rel, rows in by_rel.items():
                 for chunk in chunks(rows, batch):
                     edge_jobs.append(sent)
-                    yield behaviour_edge_statement(rel), {"rows": chunk}
+                    yield behaviour_edge_statement(rel), {"rows": [
+                        {**r, "u": user_nodes[r["user_id"]], "e": entities[r["key"]]} for r in chunk]}
                     sent += 1
-            for chunk in chunks(sorted(users), batch):
-                yield _USER_AGGREGATES, {"ids": chunk, "at": at}
+            for chunk in chunks(sorted(user_nodes.values()), batch):
+                yield _USER_AGGREGATES, {"nodes": chunk, "at": at}
 
         results = store.write_stream(jobs())
         for position in edge_jobs:

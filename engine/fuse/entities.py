@@ -80,6 +80,10 @@ def _entity_row(key: str, props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The same upsert, returning each entity's node id (for writers that then seek nodes by id).
+ENTITY_NODES = _UPSERT_ENTITIES + "RETURN r.key AS key, id(e) AS node\n"
+
+
 def entity_jobs(rows: list[dict[str, Any]], batch: int) -> Iterator[Job]:
     for chunk in chunks(rows, batch):
         yield _UPSERT_ENTITIES, {"rows": chunk}

@@ -250,27 +250,29 @@ WITH s, u
 MATCH (u)-[m:MEMBER_OF]->(s)
 RETURN id(u) AS node, m.fp1 AS fp1, m.fp2 AS fp2, m.left_at IS NULL AS current
 """
-# Node ids arrive in maps; projected first (WITH r.n AS n), FalkorDB seeks them instead of scanning.
-_BY_NODE = """
-MATCH (s:Segment) WHERE id(s) = $sid
-UNWIND $rows AS r
-WITH s, r, r.n AS n
-MATCH (u:User) WHERE id(u) = n
-"""
-_JOIN = _BY_NODE + """CREATE (u)-[:MEMBER_OF {since: $at, reason: r.reason, reason_public: r.public,
+
+
+def _by_node(tail: str) -> str:
+    """`tail` for each row's user: node ids arrive in maps; projected first (WITH r.n AS n),
+    FalkorDB seeks them instead of scanning."""
+    return "\nMATCH (s:Segment) WHERE id(s) = $sid\nUNWIND $rows AS r\nWITH s, r, r.n AS n\n" \
+        "MATCH (u:User) WHERE id(u) = n\n" + tail
+
+
+_JOIN = _by_node("""CREATE (u)-[:MEMBER_OF {since: $at, reason: r.reason, reason_public: r.public,
     confidence: r.confidence, fp1: r.fp1, fp2: r.fp2, updated_at: $at}]->(s)
-"""
+""")
 # A re-joiner (its edge has left_at) gets a new `since`; `since` is set before left_at is cleared.
-_REFRESH = _BY_NODE + """WITH s, u, r
+_REFRESH = _by_node("""WITH s, u, r
 MATCH (u)-[m:MEMBER_OF]->(s)
 SET m.since = CASE WHEN m.left_at IS NULL THEN m.since ELSE $at END, m.left_at = null,
     m.reason = r.reason, m.reason_public = r.public, m.confidence = r.confidence, m.fp1 = r.fp1,
     m.fp2 = r.fp2, m.updated_at = $at
-"""
-_LEAVE = _BY_NODE + """WITH s, u
+""")
+_LEAVE = _by_node("""WITH s, u
 MATCH (u)-[m:MEMBER_OF]->(s)
 SET m.left_at = $at, m.updated_at = $at
-"""
+""")
 _FINISH_RUN = """
 MATCH (s:Segment {id: $id})
 SET s.size = $size, s.last_run_at = $run_at, s.watermark = $watermark, s.updated_at = $run_at,
