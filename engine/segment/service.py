@@ -227,11 +227,12 @@ WITH max(u.last_seen) AS watermark,
 RETURN watermark, touched
 """
 _WATERMARK = "MATCH (u:User) RETURN max(u.last_seen) AS watermark"
-# Count and fingerprint sums of the current members per page, in one pass over the memberships.
+# Per page, in one pass over the memberships: the count and fingerprint sums of the current members,
+# and the memberships of any kind (a page without any needs no read-back).
 _PAGE_SUMS = """
 MATCH (s:Segment {id: $id})<-[m:MEMBER_OF]-(u:User)
-WHERE m.left_at IS NULL
-RETURN id(u) / $span AS page, count(m) AS n, sum(m.fp1) AS fp1, sum(m.fp2) AS fp2
+WITH id(u) / $span AS page, m, CASE WHEN m.left_at IS NULL THEN 1 ELSE 0 END AS current
+RETURN page, sum(current) AS n, sum(current * m.fp1) AS fp1, sum(current * m.fp2) AS fp2, count(m) AS edges
 """
 # Memberships (current or left) of one page's users, or of given users. The users are bound before the
 # edge (MATCH + WITH): in one pattern FalkorDB starts from the segment and walks all its members.
@@ -350,9 +351,10 @@ def _touched(store: GraphStore, last_run: str, watermark: str | None) -> tuple[s
     return {int(n) for n in row[1] if n is not None}, row[0]
 
 
-def _page_sums(store: GraphStore, segment_id: str) -> dict[int, tuple[int, int, int]]:
+def _page_sums(store: GraphStore, segment_id: str) -> dict[int, tuple[tuple[int, int, int], int]]:
+    """Page index → ((members, fp1 sum, fp2 sum), memberships of any kind)."""
     rows = store.ro_query(_PAGE_SUMS, {"id": segment_id, "span": PAGE_ROWS}).rows
-    return {int(p): (int(n), _int(a) or 0, _int(b) or 0) for p, n, a, b in rows}
+    return {int(p): ((_int(n) or 0, _int(a) or 0, _int(b) or 0), int(e)) for p, n, a, b, e in rows}
 
 
 def _write_scope(store: GraphStore, segment_id: str, evaluator: Evaluator, scope: set[int], diff: _Diff) -> None:
@@ -381,10 +383,11 @@ def _write_pages(
             continue
         rows = [_row(n, h) for n, h in evaluator.members(candidates, page).items()]
         size += len(rows)
-        if scope is None and _sums(rows) == sums.get(page.index, (0, 0, 0)):
+        stored, edges = sums.get(page.index, ((0, 0, 0), 0))
+        if scope is None and _sums(rows) == stored:
             continue
         params = {"id": segment_id, "lo": page.lo, "hi": page.hi}
-        old = _Old.of(read_rows(store, _PAGE_MEMBERSHIPS, params))
+        old = _Old.of(read_rows(store, _PAGE_MEMBERSHIPS, params) if edges or scope is not None else [])
         if candidates is not None:
             old = _Old({n: v for n, v in old.items() if n in candidates})
         store.write_stream(diff.jobs(rows, old))
