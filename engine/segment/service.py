@@ -106,6 +106,13 @@ RETURN s
 _GET_SEGMENT = "MATCH (s:Segment {id: $id}) RETURN s"
 _LIST_SEGMENTS = "MATCH (s:Segment) RETURN s ORDER BY s.id"
 _DELETE_SEGMENT = "MATCH (s:Segment {id: $id}) DETACH DELETE s RETURN count(s) AS n"
+# Memberships go first in slices: one statement deleting a million edges would exceed the query memory cap.
+_DELETE_MEMBERSHIPS = """
+MATCH (:Segment {id: $id})<-[m:MEMBER_OF]-(:User)
+WITH m LIMIT $limit
+DELETE m
+RETURN count(m) AS n
+"""
 
 
 def unknown_qids(store: GraphStore, qids: list[str]) -> list[str]:
@@ -189,6 +196,8 @@ def get_segment(store: GraphStore, segment_id: str) -> SegmentInfo:
 
 def delete_segment(store: GraphStore, segment_id: str) -> bool:
     """Remove a segment and its memberships (users stay)."""
+    while store.query(_DELETE_MEMBERSHIPS, {"id": segment_id, "limit": PAGE_ROWS}).scalar():
+        pass
     return bool(store.query(_DELETE_SEGMENT, {"id": segment_id}).scalar())
 
 
