@@ -39,7 +39,13 @@ from engine.segment.model import (
 from graph_schema import PREDICATES, checked_identifier
 
 HIERARCHY = ("INSTANCE_OF", "SUBCLASS_OF")
-FACT_AGGREGATE = "WITH u, max(f.confidence) AS confidence"
+FACT_HIT = "AS hit"  # the last column of a fact leaf: one row per matching edge
+BEHAVIOUR_AGGREGATE = "WITH u, sum(n) AS n, sum(amt) AS amount"
+SENTIMENT_AGGREGATE = "WITH u, count(DISTINCT d) AS n"
+# What only the reasons need (dropped when counting: a collected list per user for a million users
+# would not fit the per-query memory cap).
+BEHAVIOUR_REASONS = ", collect(CASE WHEN n > 0 THEN e.key END)[..3] AS keys"
+SENTIMENT_REASONS = ", collect(DISTINCT d.id)[..3] AS docs"
 LOCATION = ("LOCATED_IN",)
 
 
@@ -169,23 +175,20 @@ def fact_statement(
     if has_until:
         where.append("f.first_seen < $until")
     lines.append("WHERE " + " AND ".join(where))
-    # Each hit is one packed string (key, then its last evidence documents), and the first three
-    # hits are packed again: one scalar per user instead of a nested list.
+    # One row per matching edge, its hit packed into one string (key, then its last evidence
+    # documents): the client folds a user's edges (max confidence, first three hits), which costs
+    # the database no aggregation table and ships no lists.
     lines.append(
-        f"{FACT_AGGREGATE}, collect(toString(size(e.key)) + '|' + e.key + "
-        f"{pack('coalesce(f.evidence[-3..], [])')})[..3] AS hits"
+        f"{RETURN_USER}, f.confidence AS confidence, toString(size(e.key)) + '|' + e.key + "
+        f"{pack('coalesce(f.evidence[-3..], [])')} {FACT_HIT}"
     )
-    lines.append(f"{RETURN_USER}, confidence, {pack('hits')} AS hits")
     return Statement(cypher="\n".join(lines), params=params)
 
 
-def unpack_hits(packed: str | None) -> list[tuple[str, tuple[str, ...]]]:
-    """(entity key, evidence doc ids) of each hit in a fact leaf's packed hits column."""
-    out = []
-    for hit in unpack(packed):
-        parts = unpack(hit)
-        out.append((parts[0], tuple(parts[1:])))
-    return out
+def unpack_hit(packed: str) -> tuple[str, tuple[str, ...]]:
+    """(entity key, evidence doc ids) of a fact leaf's packed hit."""
+    parts = unpack(packed)
+    return parts[0], tuple(parts[1:])
 
 
 def behaviour_statement(
@@ -214,9 +217,7 @@ def behaviour_statement(
         )
     else:
         lines.append("WITH u, e, p.count AS n, p.amount AS amt")
-    lines.append(
-        "WITH u, sum(n) AS n, sum(amt) AS amount, collect(CASE WHEN n > 0 THEN e.key END)[..3] AS keys"
-    )
+    lines.append(BEHAVIOUR_AGGREGATE + BEHAVIOUR_REASONS)
     where = _range_where("n", "count", cond.count, params)
     if cond.amount is not None:
         where += _range_where("amount", "amount", cond.amount, params)
@@ -248,7 +249,7 @@ def sentiment_statement(
     if has_until:
         where.append("d.ts < $until")
     lines.append("WHERE " + " AND ".join(where))
-    lines.append("WITH u, count(DISTINCT d) AS n, collect(DISTINCT d.id)[..3] AS docs")
+    lines.append(SENTIMENT_AGGREGATE + SENTIMENT_REASONS)
     lines.append("WHERE " + " AND ".join(_range_where("n", "count", cond.count, params)))
     lines.append(f"{RETURN_USER}, n, {pack('docs')} AS docs")
     return Statement(cypher="\n".join(lines), params=params)
@@ -295,11 +296,11 @@ def count_statement(statement: Statement) -> Statement:
     head, _, last = statement.cypher.rpartition("\n")
     if not last.startswith(RETURN_USER):
         raise ValueError("not a compiled leaf statement")
-    lines = head.split("\n")
-    if lines[-1].startswith(FACT_AGGREGATE):
-        # fact leaves: count users straight from the matching edges, skip building the reasons
-        return Statement(cypher="\n".join(lines[:-1]) + "\nRETURN count(DISTINCT u) AS n", params=statement.params)
-    return Statement(cypher=head + "\nRETURN count(*) AS n", params=statement.params)
+    if last.endswith(FACT_HIT):
+        # fact leaves: count users straight from the matching edges
+        return Statement(cypher=head + "\nRETURN count(DISTINCT u) AS n", params=statement.params)
+    lines = [line.replace(BEHAVIOUR_REASONS, "").replace(SENTIMENT_REASONS, "") for line in head.split("\n")]
+    return Statement(cypher="\n".join(lines) + "\nRETURN count(*) AS n", params=statement.params)
 
 
 def universe_statement(*, restricted: bool, paged: bool = False) -> str:

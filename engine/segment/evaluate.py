@@ -33,7 +33,7 @@ from engine.segment.compile import (
     nodes_of_users_statement,
     universe_statement,
     unpack,
-    unpack_hits,
+    unpack_hit,
 )
 from engine.segment.model import MAX_DEPTH, EntityMatch, Leaf, Node, SegmentDefinition
 from engine.store import GraphStore, StoreError
@@ -325,16 +325,20 @@ class Evaluator:
     def _hits(self, leaf: Leaf, rows: list[list[Any]], via: dict[str, str]) -> Hits:
         out: Hits = {}
         pred = leaf.predicate or ""
-        if leaf.kind == "fact":
-            unpacked = [(uid, node, conf, unpack_hits(hits)) for uid, node, conf, hits in rows]
-            self.labels({k for r in unpacked for k, _ in r[3]} | set(via.values()))
-            for uid, node, conf, hits in unpacked:
-                frags = [Fragment(f"{pred} {self._entity_text(k, via)}", d) for k, d in hits]
-                out[int(node)] = Hit(uid, _float(conf), frags)
-        elif leaf.kind == "literal":
-            for uid, node, conf, hits in rows:
-                frags = [Fragment(f"{pred} {k.split(':', 1)[-1]}", d) for k, d in unpack_hits(hits)]
-                out[int(node)] = Hit(uid, _float(conf), frags)
+        if leaf.kind in ("fact", "literal"):
+            folded = _fold_edges(rows)
+            if leaf.kind == "fact":
+                self.labels({k for _, _, hits in folded.values() for k, _ in hits} | set(via.values()))
+            texts: dict[str, str] = {}  # entity key → its text, once per key
+            for node, (uid, conf, hits) in folded.items():
+                frags = []
+                for key, docs in hits:
+                    text = texts.get(key)
+                    if text is None:
+                        what = self._entity_text(key, via) if leaf.kind == "fact" else key.split(":", 1)[-1]
+                        text = texts[key] = f"{pred} {what}"
+                    frags.append(Fragment(text, docs))
+                out[node] = Hit(uid, conf, frags)
         elif leaf.kind == "behaviour":
             unpacked = [(uid, node, n, amount, unpack(keys)) for uid, node, n, amount, keys in rows]
             self.labels({k for r in unpacked for k in r[4]} | set(via.values()))
@@ -427,6 +431,23 @@ class Evaluator:
         for hit in hits.values():
             del hit.fragments[MAX_FRAGMENTS * 2 :]  # keep reasons short; the graph has the rest
         return hits
+
+
+def _fold_edges(rows: list[list[Any]]) -> dict[int, tuple[str, float, list[tuple[str, tuple[str, ...]]]]]:
+    """A fact leaf's rows (one per matching edge) per user: (user id, max confidence, first 3 hits)."""
+    out: dict[int, tuple[str, float, list[tuple[str, tuple[str, ...]]]]] = {}
+    for uid, node, conf, hit in rows:
+        n, c = int(node), _float(conf)
+        prev = out.get(n)
+        if prev is None:
+            out[n] = (uid, c, [unpack_hit(hit)])
+            continue
+        hits = prev[2]
+        if len(hits) < 3:
+            hits.append(unpack_hit(hit))
+        if c > prev[1]:
+            out[n] = (uid, c, hits)
+    return out
 
 
 def _num(x: Any) -> str:
