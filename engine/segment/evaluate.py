@@ -9,7 +9,7 @@ documents) and behaviour that matched; `not` contributes no reason.
 Users are keyed by their internal node id (seeks instead of index lookups downstream). A full run
 goes page by page (`Page`: a range of node ids): every open leaf statement reads only the page's
 users, so no statement holds more than a page of rows and each fits the database's per-query
-memory cap. A leaf that matches few users overall (counted server-side, ≤ PAGE_ROWS) runs once,
+memory cap. A leaf that matches at most a page's worth of users (counted server-side) runs once,
 unpaged, and serves every page from that one result. Rows are read through the store's bulk path
 (`ro_stream`) where it has one.
 """
@@ -42,7 +42,10 @@ RESTRICT_LIMIT = 20_000  # above this many candidates an open scan beats shippin
 CHUNK = 5_000
 MAX_FRAGMENTS = 3
 CYPHER_TIMEOUT_MS = 120_000
-PAGE_ROWS = 1 << 17  # node ids per page of a full run (≈ users per page): ~130k rows fit the 1 GB cap
+# Node ids per page of a full run (≈ users per page), and the most users a leaf may match to run unpaged:
+# half a million rows of scalars are ~100 MB of result, well inside the default 1 GB per-query cap
+# (an aggregation with a list per user of that size was not).
+PAGE_ROWS = 1 << 19
 STREAM_BATCH = 100_000
 
 

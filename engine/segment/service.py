@@ -47,6 +47,7 @@ from engine.segment.model import SegmentDefinition, SegmentDefinitionError, load
 from engine.store import GraphStore
 
 WRITE_BATCH = 20_000
+DELETE_SLICE = 100_000  # memberships deleted per statement
 
 
 class SegmentNotFound(LookupError):
@@ -196,7 +197,7 @@ def get_segment(store: GraphStore, segment_id: str) -> SegmentInfo:
 
 def delete_segment(store: GraphStore, segment_id: str) -> bool:
     """Remove a segment and its memberships (users stay)."""
-    while store.query(_DELETE_MEMBERSHIPS, {"id": segment_id, "limit": PAGE_ROWS}).scalar():
+    while store.query(_DELETE_MEMBERSHIPS, {"id": segment_id, "limit": DELETE_SLICE}).scalar():
         pass
     return bool(store.query(_DELETE_SEGMENT, {"id": segment_id}).scalar())
 
