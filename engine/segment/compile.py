@@ -1,6 +1,6 @@
 """Segment leaves → parameterised openCypher statements (the same text runs on FalkorDB and Neo4j).
 
-Each leaf of a definition becomes one read-only statement returning `user_id` plus what its reason
+Each leaf of a definition becomes one read-only statement returning the user's node id plus what its reason
 needs; `engine.segment.evaluate` combines the leaves with set algebra (all / any / not), which keeps
 every statement a plain MATCH (no EXISTS subqueries, which FalkorDB lacks).
 
@@ -8,7 +8,7 @@ Every statement has two shapes: *open* (all users) and *restricted* (`UNWIND $no
 internal node ids, seeked directly), used for incremental refresh and for narrowing the later
 conditions of an `all` once the candidate set is small. An open statement can be *paged*: only the
 users whose node id is in [$lo, $hi), so a broad audience is read in pieces that each fit the
-database's per-query memory cap. Every statement returns `user_id, node` first and only scalar
+database's per-query memory cap. Every statement returns `node` (the user's) first and only scalar
 columns: lists are packed into one string (`pack` / `unpack`), which the bulk read path streams.
 Hierarchy closures (descendant_of / within) are resolved to entity keys first, level by level
 (`closure_level_statement`), so the leaf statements start from indexed entity keys and a DAG of
@@ -146,7 +146,7 @@ def unpack(packed: str | None) -> list[str]:
     return parts
 
 
-RETURN_USER = "RETURN u.id AS user_id, id(u) AS node"
+RETURN_USER = "RETURN id(u) AS node"  # what writes need; user ids never leave the database
 
 
 # --- leaf statements -------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def universe_statement(*, restricted: bool, paged: bool = False) -> str:
 
 def nodes_of_users_statement() -> str:
     """Node ids of user ids (what a raw Cypher leaf returns)."""
-    return f"UNWIND $uids AS uid MATCH (u:User {{id: uid}}) {RETURN_USER}"
+    return "UNWIND $uids AS uid MATCH (u:User {id: uid}) RETURN u.id AS user_id, id(u) AS node"
 
 
 def leaf_statement(

@@ -66,7 +66,6 @@ class Fragment:
 
 @dataclass(slots=True)
 class Hit:
-    uid: str
     confidence: float
     fragments: list[Fragment] = field(default_factory=list)
 
@@ -227,7 +226,7 @@ class Evaluator:
     def _run(
         self, leaf: Leaf, selection: Selection | None, candidates: set[int] | None, page: Page | None
     ) -> list[list[Any]]:
-        """Rows `[user_id, node, ...]` of a leaf for the candidates (or everyone) within the page."""
+        """Rows `[node, ...]` of a leaf for the candidates (or everyone) within the page."""
         if leaf.kind == "cypher":
             rows = self._by_page(leaf, selection, page)
         elif candidates is not None and len(candidates) <= RESTRICT_LIMIT:
@@ -248,7 +247,7 @@ class Evaluator:
             except StoreError as exc:
                 raise SegmentRunError(f"{leaf.path}: {exc}") from exc
         if candidates is not None:
-            rows = [r for r in rows if r[1] in candidates]
+            rows = [r for r in rows if r[0] in candidates]
         return rows
 
     def _by_page(self, leaf: Leaf, selection: Selection | None, page: Page | None) -> list[list[Any]]:
@@ -265,14 +264,14 @@ class Evaluator:
                     raise SegmentRunError(f"{leaf.path}: {exc}") from exc
             whole = {}
             for r in rows:
-                whole.setdefault(int(r[1]) // PAGE_ROWS, []).append(r)
+                whole.setdefault(int(r[0]) // PAGE_ROWS, []).append(r)
             self._whole[leaf.path] = whole
         if page is None:
             return [r for part in whole.values() for r in part]
         return whole.get(page.index, [])
 
     def _cypher_rows(self, leaf: Leaf) -> list[list[Any]]:
-        """[user_id, node, reason, confidence] of a raw Cypher leaf (its user ids resolved to nodes)."""
+        """[node, reason, confidence] of a raw Cypher leaf (its user ids resolved to nodes)."""
         where = leaf.path or "cypher"
         try:
             result = self.store.ro_query(leaf.cypher or "", {"now": iso(to_utc(self.now))}, CYPHER_TIMEOUT_MS)
@@ -293,7 +292,7 @@ class Evaluator:
         rows = []
         for chunk in _chunks(sorted(found), CHUNK):
             for uid, node in self.store.ro_query(nodes_of_users_statement(), {"uids": chunk}).rows:
-                rows.append([uid, node, *found[uid]])
+                rows.append([node, *found[uid]])
         return rows
 
     def count(self, leaf: Leaf) -> float:
@@ -331,9 +330,9 @@ class Evaluator:
         if leaf.kind in ("fact", "literal"):
             folded = _fold_edges(rows)
             if leaf.kind == "fact":
-                self.labels({k for _, _, hits in folded.values() for k, _ in hits} | set(via.values()))
+                self.labels({k for _, hits in folded.values() for k, _ in hits} | set(via.values()))
             texts: dict[str, str] = {}  # entity key → its text, once per key
-            for node, (uid, conf, hits) in folded.items():
+            for node, (conf, hits) in folded.items():
                 frags = []
                 for key, docs in hits:
                     text = texts.get(key)
@@ -341,28 +340,28 @@ class Evaluator:
                         what = self._entity_text(key, via) if leaf.kind == "fact" else key.split(":", 1)[-1]
                         text = texts[key] = f"{pred} {what}"
                     frags.append(Fragment(text, docs))
-                out[node] = Hit(uid, conf, frags)
+                out[node] = Hit(conf, frags)
         elif leaf.kind == "behaviour":
-            unpacked = [(uid, node, n, amount, unpack(keys)) for uid, node, n, amount, keys in rows]
-            self.labels({k for r in unpacked for k in r[4]} | set(via.values()))
-            for uid, node, n, amount, keys in unpacked:
+            unpacked = [(node, n, amount, unpack(keys)) for node, n, amount, keys in rows]
+            self.labels({k for r in unpacked for k in r[3]} | set(via.values()))
+            for node, n, amount, keys in unpacked:
                 items = ", ".join(self._entity_text(k, via) for k in keys)
                 money = f", amount {_float(amount):.2f}" if leaf.behaviour and leaf.behaviour.amount else ""
-                out[int(node)] = Hit(uid, 1.0, [Fragment(f"{pred} ×{_num(n)}{money}{_window_text(leaf)}: {items}")])
+                out[int(node)] = Hit(1.0, [Fragment(f"{pred} ×{_num(n)}{money}{_window_text(leaf)}: {items}")])
         elif leaf.kind == "sentiment" and leaf.sentiment is not None:
             labels = "/".join(leaf.sentiment.label)
             toward = " toward matching entities" if leaf.sentiment.toward else ""
-            for uid, node, n, docs in rows:
+            for node, n, docs in rows:
                 text = f"{labels} sentiment ×{_num(n)}{toward}{_window_text(leaf)}"
-                out[int(node)] = Hit(uid, 1.0, [Fragment(text, tuple(unpack(docs)))])
+                out[int(node)] = Hit(1.0, [Fragment(text, tuple(unpack(docs)))])
         elif leaf.kind == "rfm":
-            for uid, node, freq, monetary, last in rows:
-                out[int(node)] = Hit(uid, 1.0, [Fragment(
+            for node, freq, monetary, last in rows:
+                out[int(node)] = Hit(1.0, [Fragment(
                     f"RFM frequency {_num(freq)}, monetary {_float(monetary):.2f}, last purchase {last}"
                 )])
         elif leaf.kind == "cypher":
-            for uid, node, reason, conf in rows:
-                out[int(node)] = Hit(uid, conf, [Fragment(str(reason) if reason else "cypher segment")])
+            for node, reason, conf in rows:
+                out[int(node)] = Hit(conf, [Fragment(str(reason) if reason else "cypher segment")])
         return out
 
     # -- set algebra -------------------------------------------------------------------------
@@ -377,7 +376,7 @@ class Evaluator:
             rows = read_rows(self.store, statement, {"lo": page.lo, "hi": page.hi})
         else:
             rows = read_rows(self.store, universe_statement(restricted=False))
-        return {int(n): Hit(u, 1.0) for u, n in rows if candidates is None or n in candidates}
+        return {int(n): Hit(1.0) for (n,) in rows if candidates is None or n in candidates}
 
     def evaluate(self, node: Node, candidates: set[int] | None, page: Page | None = None) -> Hits:
         """Members (node id → hit) among the candidates (or everyone), within the page (or all pages)."""
@@ -389,10 +388,10 @@ class Evaluator:
         if node.op == "any":
             out: Hits = {}
             for child in node.children:
-                for uid, hit in self.evaluate(child, candidates, page).items():
-                    prev = out.get(uid)
-                    out[uid] = hit if prev is None else Hit(
-                        hit.uid, max(prev.confidence, hit.confidence), prev.fragments + hit.fragments
+                for node_id, hit in self.evaluate(child, candidates, page).items():
+                    prev = out.get(node_id)
+                    out[node_id] = hit if prev is None else Hit(
+                        max(prev.confidence, hit.confidence), prev.fragments + hit.fragments
                     )
             return out
         return self._all(node, candidates, page)
@@ -412,7 +411,7 @@ class Evaluator:
                 current = hits
             else:
                 current = {
-                    u: Hit(h.uid, min(h.confidence, hits[u].confidence), h.fragments + hits[u].fragments)
+                    u: Hit(min(h.confidence, hits[u].confidence), h.fragments + hits[u].fragments)
                     for u, h in current.items()
                     if u in hits
                 }
@@ -436,20 +435,20 @@ class Evaluator:
         return hits
 
 
-def _fold_edges(rows: list[list[Any]]) -> dict[int, tuple[str, float, list[tuple[str, tuple[str, ...]]]]]:
-    """A fact leaf's rows (one per matching edge) per user: (user id, max confidence, first 3 hits)."""
-    out: dict[int, tuple[str, float, list[tuple[str, tuple[str, ...]]]]] = {}
-    for uid, node, conf, hit in rows:
+def _fold_edges(rows: list[list[Any]]) -> dict[int, tuple[float, list[tuple[str, tuple[str, ...]]]]]:
+    """A fact leaf's rows (one per matching edge) per user: (max confidence, first 3 hits)."""
+    out: dict[int, tuple[float, list[tuple[str, tuple[str, ...]]]]] = {}
+    for node, conf, hit in rows:
         n, c = int(node), _float(conf)
         prev = out.get(n)
         if prev is None:
-            out[n] = (uid, c, [unpack_hit(hit)])
+            out[n] = (c, [unpack_hit(hit)])
             continue
-        hits = prev[2]
+        hits = prev[1]
         if len(hits) < 3:
             hits.append(unpack_hit(hit))
-        if c > prev[1]:
-            out[n] = (uid, c, hits)
+        if c > prev[0]:
+            out[n] = (c, hits)
     return out
 
 

@@ -273,9 +273,14 @@ def test_pages_give_the_same_members_and_reasons(people, monkeypatch) -> None:
     monkeypatch.setattr(evaluate, "PAGE_ROWS", 2)
     monkeypatch.setattr(segment_service, "PAGE_ROWS", 2)
     assert _run_all_paged(people) == whole
+    read_back: list[str] = []
+    reads = segment_service.read_rows
+    monkeypatch.setattr(segment_service, "read_rows", lambda store, cypher, *a: read_back.append(cypher) or reads(
+        store, cypher, *a))
     for definition in PAGED_SEGMENTS:
         again = run_segment(people, definition["id"], now=NOW)
         assert (again.joined, again.left, again.updated, again.size) == (0, 0, 0, len(whole[definition["id"]]))
+    assert read_back == []  # unchanged pages: no membership shipped to the client
     # a change on one page: only that user moves
     _buy(people, "bob", "2024-05-12T00:00:00Z", 10, event_id="e3")
     changed = run_segment(people, "p-buyers", now=NOW)
