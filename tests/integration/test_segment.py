@@ -289,3 +289,19 @@ def test_pages_give_the_same_members_and_reasons(people, monkeypatch) -> None:
     changed = run_segment(people, "p-buyers", now=NOW)
     assert (changed.joined, changed.left, changed.size) == (0, 1, 2)
     assert set(members(people, "p-buyers")) == {"bob", "cy"}
+
+
+def test_refresh_users_moves_only_event_driven_segments(people) -> None:
+    from engine.segment import refresh_users
+
+    buyers = {"id": "buyers", "where": {"purchased": {"count": {"gte": 1}, "within_days": 90}}}
+    assert define_and_run(people, buyers) == {}
+    assert set(define_and_run(people, {"id": "cn", "where": {"lives_in": {"within": "Q148"}}})) == {"ana", "cy"}
+    before = get_segment(people, "buyers").last_run_at
+    _buy(people, "bob", "2024-05-10T00:00:00Z", 20, event_id="e1")
+    reports = refresh_users(people, ["bob"], now=NOW)
+    assert [(r.segment_id, r.mode, r.joined, r.size) for r in reports] == [("buyers", "users", 1, 1)]
+    assert members(people, "buyers") == {"bob": "PURCHASED ×1 in last 90d: basketball (Q5372)"}
+    info = get_segment(people, "buyers")
+    assert (info.size, info.last_run_at) == (1, before)  # the next incremental run still sees everything since
+    assert refresh_users(people, ["nobody"], now=NOW) == []
