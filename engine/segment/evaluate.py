@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.contracts import iso, to_utc
+from engine.gc_pause import cyclic_gc_paused
 from engine.segment.compile import (
     HIERARCHY,
     LOCATION,
@@ -487,13 +488,13 @@ def evaluate_definition(
     """Members (node id → Hit) of a definition, over everyone or only the given candidate nodes,
     page by page."""
     evaluator = Evaluator(store, definition, now)
-    if candidates is not None and len(candidates) <= RESTRICT_LIMIT:
-        return evaluator.members(candidates)
-    max_node = store.ro_query(MAX_USER_NODE).scalar()
-    out: Hits = {}
-    for page in pages(max_node):
-        out.update(evaluator.members(candidates, page))
-    return out
+    with cyclic_gc_paused():
+        if candidates is not None and len(candidates) <= RESTRICT_LIMIT:
+            return evaluator.members(candidates)
+        out: Hits = {}
+        for page in pages(store.ro_query(MAX_USER_NODE).scalar()):
+            out.update(evaluator.members(candidates, page))
+        return out
 
 
 MAX_USER_NODE = "MATCH (u:User) RETURN max(id(u)) AS max_node"

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 import linkers
 from engine.contracts import iso, to_utc
+from engine.gc_pause import cyclic_gc_paused
 from engine.segment.compile import known_qids_statement, nodes_of_users_statement
 from engine.segment.evaluate import (
     MAX_USER_NODE,
@@ -412,6 +413,11 @@ def run_segment(
     `now` anchors time windows (`within_days`, RFM recency); it defaults to the wall clock.
     An incremental run of a never-run (or redefined) segment is a full run.
     """
+    with cyclic_gc_paused():  # hundreds of thousands of short-lived rows and hits, no cycles
+        return _run_segment(store, segment_id, incremental, now)
+
+
+def _run_segment(store: GraphStore, segment_id: str, incremental: bool, now: datetime | None) -> RunReport:
     started = time.perf_counter()
     run_at = wall_clock()
     now_dt = to_utc(now) if now is not None else datetime.now(UTC)
@@ -483,10 +489,11 @@ def refresh_users(
         at = wall_clock()
         diff = _Diff(int(row[0].id), at)
         evaluator = Evaluator(store, definition, now_dt)
-        if len(nodes) <= RESTRICT_LIMIT:
-            _write_scope(store, info.id, evaluator, nodes, diff)
-        else:
-            _write_pages(store, info.id, evaluator, nodes, diff)
+        with cyclic_gc_paused():
+            if len(nodes) <= RESTRICT_LIMIT:
+                _write_scope(store, info.id, evaluator, nodes, diff)
+            else:
+                _write_pages(store, info.id, evaluator, nodes, diff)
         store.query(_FINISH_REFRESH, {"id": info.id, "joined": diff.joined, "left": diff.left, "at": at})
         reports.append(RunReport(
             segment_id=info.id, mode="users", evaluated_users=len(nodes),
