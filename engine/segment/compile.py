@@ -40,6 +40,7 @@ from graph_schema import PREDICATES, checked_identifier
 
 HIERARCHY = ("INSTANCE_OF", "SUBCLASS_OF")
 FACT_HIT = "AS hit"  # the last column of a fact leaf: one row per matching edge
+BEHAVIOUR_EDGE_SUMS = "WITH u, e, "  # the first line reading an edge's events
 BEHAVIOUR_AGGREGATE = "WITH u, sum(n) AS n, sum(amt) AS amount"
 SENTIMENT_AGGREGATE = "WITH u, count(DISTINCT d) AS n"
 # What only the reasons need (dropped when counting: a collected list per user for a million users
@@ -203,20 +204,26 @@ def behaviour_statement(
     params: dict[str, Any] = {}
     lines = _start(restricted, keyed, f"(e:Entity {{key: k}})<-[p:{rel}]-(u:User)", f"-[p:{rel}]->(e:Entity)")
     first = [*page_where(paged), *(["e.key IN $keys"] if restricted and keyed else [])]
+    has_since, has_until = window_params(cond, now, params)
+    if not cond.count.test(0):
+        # An edge with no event in the window adds 0 to every sum; when a count of 0 cannot match,
+        # such edges are dropped by their first/last timestamps before any list is read.
+        first += [*(["p.last_ts >= $since"] if has_since else []), *(["p.first_ts < $until"] if has_until else [])]
     if first:
         lines.append("WHERE " + " AND ".join(first))
-    has_since, has_until = window_params(cond, now, params)
     if has_since or has_until:
         inside = " AND ".join(
-            x for x in ("p.ev_ts[i] >= $since" if has_since else "", "p.ev_ts[i] < $until" if has_until else "") if x
+            x for x in ("ts[i] >= $since" if has_since else "", "ts[i] < $until" if has_until else "") if x
         )
-        idx = "range(0, size(p.ev_ts) - 1)"
+        # the lists are bound once: indexing a property inside reduce() reads the whole list each time
+        lines.append(f"{BEHAVIOUR_EDGE_SUMS}p.ev_ts AS ts, p.ev_n AS ns, p.ev_amt AS amts")
+        idx = "range(0, size(ts) - 1)"
         lines.append(
-            f"WITH u, e, reduce(s = 0, i IN {idx} | s + CASE WHEN {inside} THEN p.ev_n[i] ELSE 0 END) AS n, "
-            f"reduce(s = 0.0, i IN {idx} | s + CASE WHEN {inside} THEN p.ev_amt[i] ELSE 0.0 END) AS amt"
+            f"WITH u, e, reduce(s = 0, i IN {idx} | s + CASE WHEN {inside} THEN ns[i] ELSE 0 END) AS n, "
+            f"reduce(s = 0.0, i IN {idx} | s + CASE WHEN {inside} THEN amts[i] ELSE 0.0 END) AS amt"
         )
     else:
-        lines.append("WITH u, e, p.count AS n, p.amount AS amt")
+        lines.append(f"{BEHAVIOUR_EDGE_SUMS}p.count AS n, p.amount AS amt")
     lines.append(BEHAVIOUR_AGGREGATE + BEHAVIOUR_REASONS)
     where = _range_where("n", "count", cond.count, params)
     if cond.amount is not None:
@@ -299,7 +306,13 @@ def count_statement(statement: Statement) -> Statement:
     if last.endswith(FACT_HIT):
         # fact leaves: count users straight from the matching edges
         return Statement(cypher=head + "\nRETURN count(DISTINCT u) AS n", params=statement.params)
-    lines = [line.replace(BEHAVIOUR_REASONS, "").replace(SENTIMENT_REASONS, "") for line in head.split("\n")]
+    lines = head.split("\n")
+    sums = next((i for i, line in enumerate(lines) if line.startswith(BEHAVIOUR_EDGE_SUMS)), None)
+    if sums is not None:
+        # behaviour: the users with a matching edge (in the window's time span), an upper bound that
+        # reads no event list
+        return Statement(cypher="\n".join(lines[:sums]) + "\nRETURN count(DISTINCT u) AS n", params=statement.params)
+    lines = [line.replace(SENTIMENT_REASONS, "") for line in lines]
     return Statement(cypher="\n".join(lines) + "\nRETURN count(*) AS n", params=statement.params)
 
 

@@ -297,7 +297,8 @@ class Evaluator:
         return rows
 
     def count(self, leaf: Leaf) -> float:
-        """Users a leaf matches, counted in the database (no rows shipped); inf if unknown."""
+        """Users a leaf matches, counted in the database (no rows shipped; for behaviour an upper bound:
+        the users with a matching edge in the window's span); inf if unknown."""
         if leaf.kind == "cypher":
             return float("inf")
         if leaf.path not in self._counts:
