@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -22,8 +23,10 @@ from pydantic import BaseModel, Field
 from engine.check import CheckReport, check_users
 from engine.config import Settings
 from engine.contracts import DocumentIn, DocumentSentiment, Fact, Record, ResolvedFact, TargetRef
-from engine.fuse import RELATION, FuseReport, fuse, write_context, write_events
+from engine.fuse import RELATION, EntityNodes, FuseReport, fuse, write_context, write_events
+from engine.gc_pause import cyclic_gc_paused
 from engine.ingest import Deduper, Event, FactLine, LineError, Numbered, detect_language, normalise_lang
+from engine.ingest.events import IDLE
 from engine.link import ItemLinker, ResolutionError, context_for, link_fact, link_fact_line
 from engine.store import GraphStore
 
@@ -129,6 +132,11 @@ def _batches(
     pending: list[tuple[int | None, T]] = []
     last_line: int | None = None
     for line, item in items:
+        if item is IDLE:  # a live stream went quiet: write what is pending now
+            if pending:
+                yield pending
+                pending = []
+            continue
         if line != last_line or line is None:
             report.lines += 1
             last_line = line
@@ -229,12 +237,18 @@ def ingest_facts(
 
 
 def apply_events(
-    store: GraphStore, events: Sequence[Event], *, batch: int = 5000, linker: ItemLinker | None = None
+    store: GraphStore, events: Sequence[Event], *, batch: int = 5000, linker: ItemLinker | None = None,
+    entities: EntityNodes | None = None,
 ) -> EventBatchReport:
-    """Link the items of one batch of events, then write the behaviour edges."""
+    """Link the items of one batch of events, then write the behaviour edges.
+
+    `entities`: the items an ingest run has written already (with their context), kept across
+    its batches so each item is written once per run."""
     linker = linker or ItemLinker()
+    entities = EntityNodes() if entities is None else entities
     report = EventBatchReport(events_in=len(events))
     linked: list[tuple[Event, TargetRef]] = []
+    positions: list[int] = []  # index in `events` of each linked event
     for i, ev in enumerate(events):
         try:
             target = linker.target(RELATION[ev.type], ev.item, qid=ev.item_qid, category=ev.category)
@@ -242,9 +256,12 @@ def apply_events(
             report.problems.append((i, "item", str(exc)))
             continue
         linked.append((ev, target))
-    ctx = context_for(t for _, t in linked)
-    written = write_events(store, linked, ctx.context, ctx.parents, batch=batch)
+        positions.append(i)
+    ctx = context_for({t.key: t for _, t in linked if t.key not in entities}.values())
+    written = write_events(store, linked, ctx.context, ctx.parents, batch=batch, entities=entities)
     report.events_applied, report.edges_written = written.events_applied, written.edges_written
+    report.problems += [(positions[i], field, message) for i, field, message in written.problems]
+    report.problems.sort()
     report.users = written.users
     return report
 
@@ -252,21 +269,43 @@ def apply_events(
 def ingest_events(
     store: GraphStore,
     settings: Settings,
-    items: Iterable[Numbered[Event]],
+    items: Iterable[Numbered[Event] | tuple[None, Any]],
     *,
     batch: int = 5000,
     progress: Progress | None = None,
+    after_batch: Callable[[EventBatchReport], None] | None = None,
 ) -> IngestReport:
-    """Behaviour events (from `engine.ingest.read_events` or an API body) into the graph."""
+    """Behaviour events (from `engine.ingest.read_events`, `read_event_stream` or an API body) into the graph.
+
+    Pipelined: while one batch is linked and written (on a writer thread, with the cyclic GC paused),
+    the next is read and validated. `after_batch` runs on the writer thread after each batch is in
+    the graph (e.g. to refresh the segments of the batch's users).
+    """
     report = IngestReport(kind="events")
     tally = _Tally(report)
-    linker = ItemLinker()
-    for chunk in _batches(items, report, batch, progress):
-        result = apply_events(store, [e for _, e in chunk], batch=batch, linker=linker)
-        report.errors += [LineError(line=chunk[i][0], field=f, message=m) for i, f, m in result.problems]
+    linker, entities = ItemLinker(), EntityNodes()
+
+    def apply(events: list[Event]) -> EventBatchReport:
+        result = apply_events(store, events, batch=batch, linker=linker, entities=entities)
+        if after_batch is not None:
+            after_batch(result)
+        return result
+
+    def collect(chunk: list[tuple[int | None, Event]], result: EventBatchReport) -> None:
+        report.errors.extend(LineError(line=chunk[i][0], field=f, message=m) for i, f, m in result.problems)
         report.applied += result.events_applied
         report.edges_written += result.edges_written
         tally.users.update(result.users)
+
+    with cyclic_gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-writer") as writer:
+        pending: tuple[list[tuple[int | None, Event]], Future[EventBatchReport]] | None = None
+        for chunk in _batches(items, report, batch, progress):
+            submitted = writer.submit(apply, [e for _, e in chunk])
+            if pending is not None:
+                collect(pending[0], pending[1].result())
+            pending = (chunk, submitted)
+        if pending is not None:
+            collect(pending[0], pending[1].result())
     _compact_after_bulk(store, settings, report)
     return tally.close()
 

@@ -24,7 +24,8 @@ from engine.cli._util import (
     settings_of,
 )
 from engine.ingest import count_rows, format_of
-from engine.pipeline import IngestReport
+from engine.pipeline import EventBatchReport, IngestReport
+from engine.store import GraphStore
 
 FILE_HELP = "Input file: .jsonl, .csv or .parquet (or --format)"
 
@@ -116,8 +117,10 @@ def _enqueue(ctx: typer.Context, file: Path, fmt: str | None, kind: str, batch: 
 
 
 def _ingest_file(ctx: typer.Context, file: Path, fmt: str | None, kind: str, batch: int,
-                 errors_file: Path | None, as_json: bool, queue: bool = False) -> None:
-    """Fact lines or events: read → pipeline → report, with a progress bar (or onto the queue)."""
+                 errors_file: Path | None, as_json: bool, queue: bool = False, refresh: bool = False) -> None:
+    """Fact lines or events: read → pipeline → report, with a progress bar (or onto the queue).
+
+    `refresh` (events): after each batch, refresh its users in the event-driven segments."""
     from engine import ingest, pipeline
 
     _check_format(file, fmt)
@@ -129,8 +132,9 @@ def _ingest_file(ctx: typer.Context, file: Path, fmt: str | None, kind: str, bat
         "facts": (ingest.read_fact_lines, pipeline.ingest_facts),
         "events": (ingest.read_events, pipeline.ingest_events),
     }[kind]
+    extra = {"after_batch": _segment_refresher(store)} if refresh else {}
     report = _with_bar(file, f"ingesting {kind}", lambda p: run(
-        store, settings, reader(file, fmt), batch=batch, progress=p))
+        store, settings, reader(file, fmt), batch=batch, progress=p, **extra))
     finish(report, as_json=as_json, errors_file=errors_file)
 
 
@@ -147,21 +151,64 @@ def ingest_facts(
     _ingest_file(ctx, file, fmt, "facts", batch_size, errors_file, as_json, queue)
 
 
+STREAM_HELP = "Input file: .jsonl or .csv (or --format), or - for JSONL events on standard input (a live stream)"
+
+
+def _ingest_event_stream(ctx: typer.Context, batch: int, flush_seconds: float, refresh: bool,
+                         errors_file: Path | None, as_json: bool) -> None:
+    """Events from standard input until it closes, each batch written as it fills or the stream goes quiet."""
+    import sys
+
+    from engine.ingest.events import read_event_stream
+    from engine.pipeline import ingest_events as run
+
+    settings, store = settings_of(ctx), connect(ctx)
+    refresher = _segment_refresher(store) if refresh else None
+    with progress_bar(False) as bar:
+        task = bar.add_task("ingesting events from standard input", total=None)
+        report = run(store, settings, read_event_stream(sys.stdin.buffer, flush_seconds), batch=batch,
+                     progress=lambda n: bar.advance(task, n), after_batch=refresher)
+    finish(report, as_json=as_json, errors_file=errors_file)
+
+
+def _segment_refresher(store: GraphStore) -> Callable[[EventBatchReport], None]:
+    """After each batch: the memberships of its users in the segments events can change."""
+    from engine.segment import refresh_users
+
+    def refresh(result: EventBatchReport) -> None:
+        if result.users:
+            refresh_users(store, result.users)
+
+    return refresh
+
+
 def ingest_events(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help=FILE_HELP),
+    file: Path = typer.Argument(..., dir_okay=False, allow_dash=True, help=STREAM_HELP),
     fmt: str | None = typer.Option(None, "--format", help=FMT_HELP),
     batch_size: int = typer.Option(5000, min=1, help="Events per write batch"),
     errors_file: Path | None = typer.Option(None, "--errors", help=ERRORS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
     queue: bool = typer.Option(False, "--queue", help=QUEUE_HELP),
+    refresh_segments: bool = typer.Option(
+        False, "--refresh-segments", help="After each batch, refresh the batch's users in the segments with "
+        "behaviour, RFM or Cypher conditions"),
+    flush_seconds: float = typer.Option(
+        1.0, "--flush-seconds", min=0.01, help="With -: write a partial batch once the stream is quiet this long"),
 ) -> None:
     """Ingest behaviour events (purchase / view / cart / refund) as PURCHASED / VIEWED edges.
 
     Idempotent per event (event_id, else a content hash). Bad lines are reported with line and
-    field, the rest goes in; exit code 1 when any line failed.
+    field, the rest goes in; exit code 1 when any line failed. FILE `-` reads a live JSONL stream.
     """
-    _ingest_file(ctx, file, fmt, "events", batch_size, errors_file, as_json, queue)
+    if str(file) == "-":
+        if queue:
+            fail("--queue needs a file, not standard input", EXIT_USAGE)
+        _ingest_event_stream(ctx, batch_size, flush_seconds, refresh_segments, errors_file, as_json)
+        return
+    if not file.is_file():
+        fail(f"no such file: {file}", EXIT_USAGE)
+    _ingest_file(ctx, file, fmt, "events", batch_size, errors_file, as_json, queue, refresh_segments)
 
 
 def ingest(

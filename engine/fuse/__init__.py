@@ -8,7 +8,9 @@
 from engine.fuse.behaviour import (
     RELATION,
     BehaviourReport,
+    EntityNodes,
     behaviour_edge_statement,
+    stored_events_statement,
     user_aggregates_statement,
     write_events,
 )
@@ -18,12 +20,14 @@ from engine.fuse.facts import FuseReport, fact_edge_statements, fuse
 __all__ = [
     "RELATION",
     "BehaviourReport",
+    "EntityNodes",
     "FuseReport",
     "behaviour_edge_statement",
     "chunks",
     "context_edge_statement",
     "fact_edge_statements",
     "fuse",
+    "stored_events_statement",
     "user_aggregates_statement",
     "write_context",
     "write_entities",

@@ -80,9 +80,31 @@ def _entity_row(key: str, props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_entities(store: GraphStore, rows: list[dict[str, Any]], batch: int) -> None:
+# The same upsert, returning each entity's node id (for writers that then seek nodes by id).
+ENTITY_NODES = _UPSERT_ENTITIES + "RETURN r.key AS key, id(e) AS node\n"
+
+
+def entity_jobs(rows: list[dict[str, Any]], batch: int) -> Iterator[Job]:
     for chunk in chunks(rows, batch):
-        store.query(_UPSERT_ENTITIES, {"rows": chunk})
+        yield _UPSERT_ENTITIES, {"rows": chunk}
+
+
+def write_entities(store: GraphStore, rows: list[dict[str, Any]], batch: int) -> None:
+    for statement, params in entity_jobs(rows, batch):
+        store.query(statement, params)
+
+
+def context_jobs(edges: list[ContextEdge], parents: dict[str, dict[str, Any]], batch: int) -> Iterator[Job]:
+    """The parent entities, then the Wikidata context edges; `parents` holds the properties of the
+    nodes they point at."""
+    yield from entity_jobs([_entity_row(k, p) for k, p in parents.items()], batch)
+    by_rel: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for e in edges:
+        by_rel[e.rel].append({"child": e.child, "parent": e.parent})
+    for rel, rows in by_rel.items():
+        statement = context_edge_statement(rel)
+        for chunk in chunks(rows, batch):
+            yield statement, {"rows": chunk}
 
 
 def write_context(
@@ -91,15 +113,9 @@ def write_context(
     parents: dict[str, dict[str, Any]],
     batch: int,
 ) -> None:
-    """Write Wikidata context edges; `parents` holds the properties of the nodes they point at."""
-    write_entities(store, [_entity_row(k, p) for k, p in parents.items()], batch)
-    by_rel: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for e in edges:
-        by_rel[e.rel].append({"child": e.child, "parent": e.parent})
-    for rel, rows in by_rel.items():
-        statement = context_edge_statement(rel)
-        for chunk in chunks(rows, batch):
-            store.query(statement, {"rows": chunk})
+    """Write Wikidata context edges (see context_jobs)."""
+    for statement, params in context_jobs(edges, parents, batch):
+        store.query(statement, params)
 
 
 def entity_rows(targets: Iterable[TargetRef]) -> list[dict[str, Any]]:

@@ -1,12 +1,16 @@
 """Segment leaves → parameterised openCypher statements (the same text runs on FalkorDB and Neo4j).
 
-Each leaf of a definition becomes one read-only statement returning `user_id` plus what its reason
+Each leaf of a definition becomes one read-only statement returning the user's node id plus what its reason
 needs; `engine.segment.evaluate` combines the leaves with set algebra (all / any / not), which keeps
 every statement a plain MATCH (no EXISTS subqueries, which FalkorDB lacks).
 
-Every statement has two shapes: *open* (all users) and *restricted* (`UNWIND $uids`), used for
-incremental refresh and for narrowing the later conditions of an `all` once the candidate set is
-small. Hierarchy closures (descendant_of / within) are resolved to entity keys first, level by level
+Every statement has two shapes: *open* (all users) and *restricted* (`UNWIND $nodes`: the users'
+internal node ids, seeked directly), used for incremental refresh and for narrowing the later
+conditions of an `all` once the candidate set is small. An open statement can be *paged*: only the
+users whose node id is in [$lo, $hi), so a broad audience is read in pieces that each fit the
+database's per-query memory cap. Every statement returns `node` (the user's) first and only scalar
+columns: lists are packed into one string (`pack` / `unpack`), which the bulk read path streams.
+Hierarchy closures (descendant_of / within) are resolved to entity keys first, level by level
 (`closure_level_statement`), so the leaf statements start from indexed entity keys and a DAG of
 Wikidata classes never enumerates paths.
 
@@ -35,7 +39,14 @@ from engine.segment.model import (
 from graph_schema import PREDICATES, checked_identifier
 
 HIERARCHY = ("INSTANCE_OF", "SUBCLASS_OF")
-FACT_AGGREGATE = "WITH u, max(f.confidence) AS confidence"
+FACT_HIT = "AS hit"  # the last column of a fact leaf: one row per matching edge
+BEHAVIOUR_EDGE_SUMS = "WITH u, e, "  # the first line reading an edge's events
+BEHAVIOUR_AGGREGATE = "WITH u, sum(n) AS n, sum(amt) AS amount"
+SENTIMENT_AGGREGATE = "WITH u, count(DISTINCT d) AS n"
+# What only the reasons need (dropped when counting: a collected list per user for a million users
+# would not fit the per-query memory cap).
+BEHAVIOUR_REASONS = ", collect(CASE WHEN n > 0 THEN e.key END)[..3] AS keys"
+SENTIMENT_REASONS = ", collect(DISTINCT d.id)[..3] AS docs"
 LOCATION = ("LOCATED_IN",)
 
 
@@ -108,10 +119,35 @@ def _start(restricted: bool, keyed: bool, pattern_from_entity: str, pattern_from
     would start from the indexed entity side and walk every user for each id.
     """
     if restricted:
-        return ["UNWIND $uids AS uid", "MATCH (u:User {id: uid})", "WITH u", f"MATCH (u){pattern_from_user}"]
+        return ["UNWIND $nodes AS n", "MATCH (u:User) WHERE id(u) = n", "WITH u", f"MATCH (u){pattern_from_user}"]
     if keyed:
         return ["UNWIND $keys AS k", f"MATCH {pattern_from_entity}"]
     return [f"MATCH (u:User){pattern_from_user}"]
+
+
+def page_where(paged: bool) -> list[str]:
+    """Users of one page: node ids in [$lo, $hi) (FalkorDB scans such a range by label and id)."""
+    return ["id(u) >= $lo", "id(u) < $hi"] if paged else []
+
+
+def pack(expr: str) -> str:
+    """Cypher: the length-prefixed concatenation ("3|abc2|de") of a list of strings, one scalar."""
+    return f"reduce(s = '', x IN {expr} | s + toString(size(x)) + '|' + x)"
+
+
+def unpack(packed: str | None) -> list[str]:
+    """The strings of a `pack`ed value."""
+    parts: list[str] = []
+    rest = packed or ""
+    while rest:
+        size, rest = rest.split("|", 1)
+        n = int(size)
+        parts.append(rest[:n])
+        rest = rest[n:]
+    return parts
+
+
+RETURN_USER = "RETURN id(u) AS node"  # what writes need; user ids never leave the database
 
 
 # --- leaf statements -------------------------------------------------------------------------
@@ -119,7 +155,7 @@ def _start(restricted: bool, keyed: bool, pattern_from_entity: str, pattern_from
 
 def fact_statement(
     predicate: str, cond: FactCond | LiteralCond, *, label: str, keyed: bool, restricted: bool,
-    now: datetime, min_confidence: float,
+    now: datetime, min_confidence: float, paged: bool = False,
 ) -> Statement:
     """Active fact edges of one predicate to the given keys (or to anything)."""
     rel = checked_identifier(predicate)
@@ -131,7 +167,7 @@ def fact_statement(
         f"(e:{lab} {{key: k}})<-[f:{rel}]-(u:User)",
         f"-[f:{rel}]->(e:{lab})",
     )
-    where = ["f.status = 'active'", "f.confidence >= $min_conf"]
+    where = [*page_where(paged), "f.status = 'active'", "f.confidence >= $min_conf"]
     if restricted and keyed:
         where.append("e.key IN $keys")
     has_since, has_until = window_params(cond, now, params)
@@ -140,30 +176,24 @@ def fact_statement(
     if has_until:
         where.append("f.first_seen < $until")
     lines.append("WHERE " + " AND ".join(where))
-    # Each hit is one length-prefixed string "len|key" + "len|doc"… (see unpack_hit): one value per
-    # hit instead of a nested list ships several times faster for large segments.
+    # One row per matching edge, its hit packed into one string (key, then its last evidence
+    # documents): the client folds a user's edges (max confidence, first three hits), which costs
+    # the database no aggregation table and ships no lists.
     lines.append(
-        f"{FACT_AGGREGATE}, collect(toString(size(e.key)) + '|' + e.key + "
-        "reduce(s = '', d IN coalesce(f.evidence[-3..], []) | s + toString(size(d)) + '|' + d))[..3] AS hits"
+        f"{RETURN_USER}, f.confidence AS confidence, toString(size(e.key)) + '|' + e.key + "
+        f"{pack('coalesce(f.evidence[-3..], [])')} {FACT_HIT}"
     )
-    lines.append("RETURN u.id AS user_id, confidence, hits")
     return Statement(cypher="\n".join(lines), params=params)
 
 
 def unpack_hit(packed: str) -> tuple[str, tuple[str, ...]]:
-    """(entity key, evidence doc ids) from a packed fact hit."""
-    parts: list[str] = []
-    rest = packed
-    while rest:
-        size, rest = rest.split("|", 1)
-        n = int(size)
-        parts.append(rest[:n])
-        rest = rest[n:]
+    """(entity key, evidence doc ids) of a fact leaf's packed hit."""
+    parts = unpack(packed)
     return parts[0], tuple(parts[1:])
 
 
 def behaviour_statement(
-    predicate: str, cond: BehaviourCond, *, keyed: bool, restricted: bool, now: datetime
+    predicate: str, cond: BehaviourCond, *, keyed: bool, restricted: bool, now: datetime, paged: bool = False
 ) -> Statement:
     """Net event count / amount per user over matching items, optionally within a window.
 
@@ -173,33 +203,38 @@ def behaviour_statement(
     rel = checked_identifier(predicate)
     params: dict[str, Any] = {}
     lines = _start(restricted, keyed, f"(e:Entity {{key: k}})<-[p:{rel}]-(u:User)", f"-[p:{rel}]->(e:Entity)")
-    if restricted and keyed:
-        lines.append("WHERE e.key IN $keys")
+    first = [*page_where(paged), *(["e.key IN $keys"] if restricted and keyed else [])]
     has_since, has_until = window_params(cond, now, params)
+    if not cond.count.test(0):
+        # An edge with no event in the window adds 0 to every sum; when a count of 0 cannot match,
+        # such edges are dropped by their first/last timestamps before any list is read.
+        first += [*(["p.last_ts >= $since"] if has_since else []), *(["p.first_ts < $until"] if has_until else [])]
+    if first:
+        lines.append("WHERE " + " AND ".join(first))
     if has_since or has_until:
         inside = " AND ".join(
-            x for x in ("p.ev_ts[i] >= $since" if has_since else "", "p.ev_ts[i] < $until" if has_until else "") if x
+            x for x in ("ts[i] >= $since" if has_since else "", "ts[i] < $until" if has_until else "") if x
         )
-        idx = "range(0, size(p.ev_ts) - 1)"
+        # the lists are bound once: indexing a property inside reduce() reads the whole list each time
+        lines.append(f"{BEHAVIOUR_EDGE_SUMS}p.ev_ts AS ts, p.ev_n AS ns, p.ev_amt AS amts")
+        idx = "range(0, size(ts) - 1)"
         lines.append(
-            f"WITH u, e, reduce(s = 0, i IN {idx} | s + CASE WHEN {inside} THEN p.ev_n[i] ELSE 0 END) AS n, "
-            f"reduce(s = 0.0, i IN {idx} | s + CASE WHEN {inside} THEN p.ev_amt[i] ELSE 0.0 END) AS amt"
+            f"WITH u, e, reduce(s = 0, i IN {idx} | s + CASE WHEN {inside} THEN ns[i] ELSE 0 END) AS n, "
+            f"reduce(s = 0.0, i IN {idx} | s + CASE WHEN {inside} THEN amts[i] ELSE 0.0 END) AS amt"
         )
     else:
-        lines.append("WITH u, e, p.count AS n, p.amount AS amt")
-    lines.append(
-        "WITH u, sum(n) AS n, sum(amt) AS amount, collect(CASE WHEN n > 0 THEN e.key END)[..3] AS keys"
-    )
+        lines.append(f"{BEHAVIOUR_EDGE_SUMS}p.count AS n, p.amount AS amt")
+    lines.append(BEHAVIOUR_AGGREGATE + BEHAVIOUR_REASONS)
     where = _range_where("n", "count", cond.count, params)
     if cond.amount is not None:
         where += _range_where("amount", "amount", cond.amount, params)
     lines.append("WHERE " + " AND ".join(where))
-    lines.append("RETURN u.id AS user_id, n, amount, keys")
+    lines.append(f"{RETURN_USER}, n, amount, {pack('keys')} AS keys")
     return Statement(cypher="\n".join(lines), params=params)
 
 
 def sentiment_statement(
-    cond: SentimentCond, *, keyed: bool, restricted: bool, now: datetime
+    cond: SentimentCond, *, keyed: bool, restricted: bool, now: datetime, paged: bool = False
 ) -> Statement:
     """Documents about the user with one of the labels; `toward` limits them to the evidence of
     active facts about matching entities."""
@@ -207,22 +242,23 @@ def sentiment_statement(
     if cond.toward is not None:
         rels = rel_union(fact_types())
         lines = _start(restricted, keyed, f"(e:Entity {{key: k}})<-[f:{rels}]-(u:User)", f"-[f:{rels}]->(e:Entity)")
-        lines.append("WHERE f.status = 'active'" + (" AND e.key IN $keys" if restricted and keyed else ""))
+        first = [*page_where(paged), "f.status = 'active'", *(["e.key IN $keys"] if restricted and keyed else [])]
+        lines.append("WHERE " + " AND ".join(first))
         lines.append("MATCH (d:Document)-[:ABOUT]->(u)")
         where = ["d.id IN f.docs", "d.sentiment IN $labels"]
     else:
-        lines = ["UNWIND $uids AS uid", "MATCH (u:User {id: uid})", "WITH u", "MATCH (d:Document)-[:ABOUT]->(u)"] \
-            if restricted else ["MATCH (d:Document)-[:ABOUT]->(u:User)"]
-        where = ["d.sentiment IN $labels"]
+        lines = _start(True, False, "", "<-[:ABOUT]-(d:Document)") if restricted \
+            else ["MATCH (d:Document)-[:ABOUT]->(u:User)"]
+        where = [*page_where(paged), "d.sentiment IN $labels"]
     has_since, has_until = window_params(cond, now, params)
     if has_since:
         where.append("d.ts >= $since")
     if has_until:
         where.append("d.ts < $until")
     lines.append("WHERE " + " AND ".join(where))
-    lines.append("WITH u, count(DISTINCT d) AS n, collect(DISTINCT d.id)[..3] AS docs")
+    lines.append(SENTIMENT_AGGREGATE + SENTIMENT_REASONS)
     lines.append("WHERE " + " AND ".join(_range_where("n", "count", cond.count, params)))
-    lines.append("RETURN u.id AS user_id, n, docs")
+    lines.append(f"{RETURN_USER}, n, {pack('docs')} AS docs")
     return Statement(cypher="\n".join(lines), params=params)
 
 
@@ -244,19 +280,19 @@ def _recency_where(rng: Range, now: datetime, params: dict[str, Any]) -> list[st
     return out
 
 
-def rfm_statement(cond: RfmCond, *, restricted: bool, now: datetime) -> Statement:
+def rfm_statement(cond: RfmCond, *, restricted: bool, now: datetime, paged: bool = False) -> Statement:
     params: dict[str, Any] = {}
-    where = ["u.purchase_count IS NOT NULL"]
+    where = [*page_where(paged), "u.purchase_count IS NOT NULL"]
     if cond.recency_days is not None:
         where += _recency_where(cond.recency_days, now, params)
     if cond.frequency is not None:
         where += _range_where("u.purchase_count", "frequency", cond.frequency, params)
     if cond.monetary is not None:
         where += _range_where("u.purchase_amount", "monetary", cond.monetary, params)
-    lines = ["UNWIND $uids AS uid", "MATCH (u:User {id: uid})"] if restricted else ["MATCH (u:User)"]
+    lines = ["UNWIND $nodes AS n", "MATCH (u:User) WHERE id(u) = n", "WITH u"] if restricted else ["MATCH (u:User)"]
     lines.append("WHERE " + " AND ".join(where))
     lines.append(
-        "RETURN u.id AS user_id, u.purchase_count AS frequency, u.purchase_amount AS monetary, "
+        f"{RETURN_USER}, u.purchase_count AS frequency, u.purchase_amount AS monetary, "
         "u.last_purchase_ts AS last_purchase_ts"
     )
     return Statement(cypher="\n".join(lines), params=params)
@@ -265,37 +301,51 @@ def rfm_statement(cond: RfmCond, *, restricted: bool, now: datetime) -> Statemen
 def count_statement(statement: Statement) -> Statement:
     """The same leaf, counting its users server-side (used to evaluate the most selective first)."""
     head, _, last = statement.cypher.rpartition("\n")
-    if not last.startswith("RETURN u.id AS user_id"):
+    if not last.startswith(RETURN_USER):
         raise ValueError("not a compiled leaf statement")
+    if last.endswith(FACT_HIT):
+        # fact leaves: count users straight from the matching edges
+        return Statement(cypher=head + "\nRETURN count(DISTINCT u) AS n", params=statement.params)
     lines = head.split("\n")
-    if lines[-1].startswith(FACT_AGGREGATE):
-        # fact leaves: count users straight from the matching edges, skip building the reasons
-        return Statement(cypher="\n".join(lines[:-1]) + "\nRETURN count(DISTINCT u) AS n", params=statement.params)
-    return Statement(cypher=head + "\nRETURN count(*) AS n", params=statement.params)
+    sums = next((i for i, line in enumerate(lines) if line.startswith(BEHAVIOUR_EDGE_SUMS)), None)
+    if sums is not None:
+        # behaviour: the users with a matching edge (in the window's time span), an upper bound that
+        # reads no event list
+        return Statement(cypher="\n".join(lines[:sums]) + "\nRETURN count(DISTINCT u) AS n", params=statement.params)
+    lines = [line.replace(SENTIMENT_REASONS, "") for line in lines]
+    return Statement(cypher="\n".join(lines) + "\nRETURN count(*) AS n", params=statement.params)
 
 
-def universe_statement(*, restricted: bool) -> str:
+def universe_statement(*, restricted: bool, paged: bool = False) -> str:
     if restricted:
-        return "UNWIND $uids AS uid MATCH (u:User {id: uid}) RETURN u.id AS user_id"
-    return "MATCH (u:User) RETURN u.id AS user_id"
+        return f"UNWIND $nodes AS n MATCH (u:User) WHERE id(u) = n {RETURN_USER}"
+    return f"MATCH (u:User){' WHERE id(u) >= $lo AND id(u) < $hi' if paged else ''} {RETURN_USER}"
+
+
+def nodes_of_users_statement() -> str:
+    """Node ids of user ids (what a raw Cypher leaf returns)."""
+    return "UNWIND $uids AS uid MATCH (u:User {id: uid}) RETURN u.id AS user_id, id(u) AS node"
 
 
 def leaf_statement(
-    leaf: Leaf, *, keyed: bool, restricted: bool, now: datetime, min_confidence: float
+    leaf: Leaf, *, keyed: bool, restricted: bool, now: datetime, min_confidence: float, paged: bool = False
 ) -> Statement:
-    """The statement of one leaf; `keyed` = it carries `$keys` (an entity/value selection)."""
+    """The statement of one leaf; `keyed` = it carries `$keys` (an entity/value selection);
+    `paged` = only the users with node ids in [$lo, $hi) (open statements)."""
+    paged = paged and not restricted
     if leaf.kind == "fact" and leaf.fact is not None and leaf.predicate:
         return fact_statement(leaf.predicate, leaf.fact, label="Entity", keyed=keyed, restricted=restricted,
-                              now=now, min_confidence=min_confidence)
+                              now=now, min_confidence=min_confidence, paged=paged)
     if leaf.kind == "literal" and leaf.literal is not None and leaf.predicate:
         return fact_statement(leaf.predicate, leaf.literal, label="Value", keyed=True, restricted=restricted,
-                              now=now, min_confidence=min_confidence)
+                              now=now, min_confidence=min_confidence, paged=paged)
     if leaf.kind == "behaviour" and leaf.behaviour is not None and leaf.predicate:
-        return behaviour_statement(leaf.predicate, leaf.behaviour, keyed=keyed, restricted=restricted, now=now)
+        return behaviour_statement(leaf.predicate, leaf.behaviour, keyed=keyed, restricted=restricted, now=now,
+                                   paged=paged)
     if leaf.kind == "sentiment" and leaf.sentiment is not None:
-        return sentiment_statement(leaf.sentiment, keyed=keyed, restricted=restricted, now=now)
+        return sentiment_statement(leaf.sentiment, keyed=keyed, restricted=restricted, now=now, paged=paged)
     if leaf.kind == "rfm" and leaf.rfm is not None:
-        return rfm_statement(leaf.rfm, restricted=restricted, now=now)
+        return rfm_statement(leaf.rfm, restricted=restricted, now=now, paged=paged)
     if leaf.kind == "cypher" and leaf.cypher is not None:
         return Statement(cypher=leaf.cypher, params={"now": iso(to_utc(now))})
     raise ValueError(f"{leaf.path}: cannot compile leaf of kind {leaf.kind}")

@@ -9,12 +9,21 @@ A current member has `left_at = null`. A leaver keeps the edge with `left_at` se
 Incremental refresh re-evaluates only users touched since the segment's last run: users whose
 `updated_at` (wall clock, stamped by event ingestion and — once wired — by fusion) is at or after
 `last_run_at`, or whose `last_seen` (data time) is past the `watermark` recorded at the last run.
+
+Writes go by internal node id (seeks, no index lookups). Each membership keeps a fingerprint of its
+reason and confidence (`fp1`, `fp2`: two 31-bit halves of a BLAKE2b digest). A full run compares, page
+by page (see `engine.segment.evaluate.Page`), the count and fingerprint sums of the new members with
+those the database computes for the current ones in one aggregate; only a page that differs reads its
+old memberships (node id and fingerprint, not the reasons) to find joiners, leavers and updates, so a
+re-run with no change ships no membership to the client.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +32,23 @@ from pydantic import BaseModel, Field
 
 import linkers
 from engine.contracts import iso, to_utc
-from engine.segment.compile import known_qids_statement
-from engine.segment.evaluate import Hit, evaluate_definition
+from engine.gc_pause import cyclic_gc_paused
+from engine.segment.compile import known_qids_statement, nodes_of_users_statement
+from engine.segment.evaluate import (
+    MAX_USER_NODE,
+    PAGE_ROWS,
+    RESTRICT_LIMIT,
+    Evaluator,
+    Hit,
+    Hits,
+    pages,
+    read_rows,
+)
 from engine.segment.model import SegmentDefinition, SegmentDefinitionError, load_definition, parse_definition
 from engine.store import GraphStore
 
 WRITE_BATCH = 20_000
+DELETE_SLICE = 100_000  # memberships deleted per statement
 
 
 class SegmentNotFound(LookupError):
@@ -57,7 +77,7 @@ class Member(BaseModel):
 
 class RunReport(BaseModel):
     segment_id: str
-    mode: str  # full | incremental
+    mode: str  # full | incremental | users (refresh_users)
     evaluated_users: int | None = None  # None = everyone
     size: int
     joined: int
@@ -88,6 +108,13 @@ RETURN s
 _GET_SEGMENT = "MATCH (s:Segment {id: $id}) RETURN s"
 _LIST_SEGMENTS = "MATCH (s:Segment) RETURN s ORDER BY s.id"
 _DELETE_SEGMENT = "MATCH (s:Segment {id: $id}) DETACH DELETE s RETURN count(s) AS n"
+# Memberships go first in slices: one statement deleting a million edges would exceed the query memory cap.
+_DELETE_MEMBERSHIPS = """
+MATCH (:Segment {id: $id})<-[m:MEMBER_OF]-(:User)
+WITH m LIMIT $limit
+DELETE m
+RETURN count(m) AS n
+"""
 
 
 def unknown_qids(store: GraphStore, qids: list[str]) -> list[str]:
@@ -171,6 +198,8 @@ def get_segment(store: GraphStore, segment_id: str) -> SegmentInfo:
 
 def delete_segment(store: GraphStore, segment_id: str) -> bool:
     """Remove a segment and its memberships (users stay)."""
+    while store.query(_DELETE_MEMBERSHIPS, {"id": segment_id, "limit": DELETE_SLICE}).scalar():
+        pass
     return bool(store.query(_DELETE_SEGMENT, {"id": segment_id}).scalar())
 
 
@@ -201,59 +230,61 @@ def segment_members(store: GraphStore, segment_id: str, *, offset: int = 0, limi
 
 # --- runs ---------------------------------------------------------------------------------
 
-_CURRENT_MEMBERS = """
-MATCH (s:Segment {id: $id})<-[m:MEMBER_OF]-(u:User)
-WHERE m.left_at IS NULL
-RETURN u.id AS user_id, m.reason AS reason, m.confidence AS confidence
-"""
-# Users are bound before the edge (MATCH + WITH) in the statements below: in one pattern FalkorDB
-# starts from the indexed segment and walks all its members for every row.
-_CURRENT_MEMBERS_OF = """
-MATCH (s:Segment {id: $id})
-UNWIND $uids AS uid
-MATCH (u:User {id: uid})
-WITH s, u
-MATCH (u)-[m:MEMBER_OF]->(s)
-WHERE m.left_at IS NULL
-RETURN u.id AS user_id, m.reason AS reason, m.confidence AS confidence
-"""
-# Users touched since the last run and the new data-time watermark, in one scan of the users.
+# Users touched since the last run (node ids) and the new data-time watermark, in one scan of the users.
 _TOUCHED = """
 MATCH (u:User)
 WITH max(u.last_seen) AS watermark,
-     collect(CASE WHEN u.updated_at >= $last_run OR u.last_seen > $watermark THEN u.id END) AS touched
+     collect(CASE WHEN u.updated_at >= $last_run OR u.last_seen > $watermark THEN id(u) END) AS touched
 RETURN watermark, touched
 """
 _WATERMARK = "MATCH (u:User) RETURN max(u.last_seen) AS watermark"
-_JOIN = """
-MATCH (s:Segment {id: $id})
-UNWIND $rows AS r
-MATCH (u:User {id: r.uid})
-MERGE (u)-[m:MEMBER_OF]->(s)
-SET m.since = $at, m.left_at = null, m.reason = r.reason, m.reason_public = r.public,
-    m.confidence = r.confidence, m.updated_at = $at
+# Per page, in one pass over the memberships: the count and fingerprint sums of the current members,
+# and the memberships of any kind (a page without any needs no read-back).
+_PAGE_SUMS = """
+MATCH (s:Segment {id: $id})<-[m:MEMBER_OF]-(u:User)
+WITH id(u) / $span AS page, m, CASE WHEN m.left_at IS NULL THEN 1 ELSE 0 END AS current
+RETURN page, sum(current) AS n, sum(current * m.fp1) AS fp1, sum(current * m.fp2) AS fp2, count(m) AS edges
 """
-_UPDATE = """
+# Memberships (current or left) of one page's users, or of given users. The users are bound before the
+# edge (MATCH + WITH): in one pattern FalkorDB starts from the segment and walks all its members.
+_PAGE_MEMBERSHIPS = """
 MATCH (s:Segment {id: $id})
-UNWIND $rows AS r
-MATCH (u:User {id: r.uid})
-WITH s, u, r
-MATCH (u)-[m:MEMBER_OF]->(s)
-SET m.reason = r.reason, m.reason_public = r.public, m.confidence = r.confidence, m.updated_at = $at
-"""
-_LEAVE = """
-MATCH (s:Segment {id: $id})
-UNWIND $uids AS uid
-MATCH (u:User {id: uid})
+MATCH (u:User) WHERE id(u) >= $lo AND id(u) < $hi
 WITH s, u
 MATCH (u)-[m:MEMBER_OF]->(s)
+RETURN id(u) AS node, m.fp1 AS fp1, m.fp2 AS fp2, m.left_at IS NULL AS current
+"""
+_MEMBERSHIPS_OF = """
+MATCH (s:Segment {id: $id})
+UNWIND $nodes AS n
+MATCH (u:User) WHERE id(u) = n
+WITH s, u
+MATCH (u)-[m:MEMBER_OF]->(s)
+RETURN id(u) AS node, m.fp1 AS fp1, m.fp2 AS fp2, m.left_at IS NULL AS current
+"""
+
+
+def _by_node(tail: str) -> str:
+    """`tail` for each row's user. Rows are positional lists [node, reason, public, confidence, fp1, fp2]
+    (smaller to send and parse than maps); the node id is projected first (WITH r[0] AS n), which makes
+    FalkorDB seek it instead of scanning."""
+    return "\nMATCH (s:Segment) WHERE id(s) = $sid\nUNWIND $rows AS r\nWITH s, r, r[0] AS n\n" \
+        "MATCH (u:User) WHERE id(u) = n\n" + tail
+
+
+_JOIN = _by_node("""CREATE (u)-[:MEMBER_OF {since: $at, reason: r[1], reason_public: r[2],
+    confidence: r[3], fp1: r[4], fp2: r[5], updated_at: $at}]->(s)
+""")
+# A re-joiner (its edge has left_at) gets a new `since`; `since` is set before left_at is cleared.
+_REFRESH = _by_node("""WITH s, u, r
+MATCH (u)-[m:MEMBER_OF]->(s)
+SET m.since = CASE WHEN m.left_at IS NULL THEN m.since ELSE $at END, m.left_at = null,
+    m.reason = r[1], m.reason_public = r[2], m.confidence = r[3], m.fp1 = r[4], m.fp2 = r[5], m.updated_at = $at
+""")
+_LEAVE = _by_node("""WITH s, u
+MATCH (u)-[m:MEMBER_OF]->(s)
 SET m.left_at = $at, m.updated_at = $at
-"""
-_COUNT_MEMBERS = """
-MATCH (s:Segment {id: $id})<-[m:MEMBER_OF]-(:User)
-WHERE m.left_at IS NULL
-RETURN count(m) AS n
-"""
+""")
 _FINISH_RUN = """
 MATCH (s:Segment {id: $id})
 SET s.size = $size, s.last_run_at = $run_at, s.watermark = $watermark, s.updated_at = $run_at,
@@ -265,43 +296,115 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _current(store: GraphStore, segment_id: str, users: set[str] | None) -> dict[str, tuple[str, float]]:
-    if users is None:
-        rows = store.ro_query(_CURRENT_MEMBERS, {"id": segment_id}).rows
-    else:
-        rows = []
-        for chunk in _chunks(sorted(users), WRITE_BATCH):
-            rows += store.ro_query(_CURRENT_MEMBERS_OF, {"id": segment_id, "uids": chunk}).rows
-    return {u: (r or "", float(c or 0)) for u, r, c in rows}
+Fingerprint = tuple[int, int]
 
 
-def _row(uid: str, hit: Hit) -> dict[str, Any]:
-    return {"uid": uid, "reason": hit.reason(True), "public": hit.reason(False), "confidence": hit.confidence}
+Row = tuple[int, str, str, float, int, int]  # node, reason, public reason, confidence, fp1, fp2
 
 
-def write_memberships(
-    store: GraphStore, segment_id: str, hits: dict[str, Hit], scope: set[str] | None, at: str
-) -> tuple[int, int, int]:
-    """Diff the new members against the current ones (within scope) and write the changes."""
-    current = _current(store, segment_id, scope)
-    joined = [_row(u, h) for u, h in hits.items() if u not in current]
-    left = [u for u in current if u not in hits]
-    changed = []
-    for uid, hit in hits.items():
-        old = current.get(uid)
-        if old is not None:
-            row = _row(uid, hit)
-            if (row["reason"], round(row["confidence"], 9)) != (old[0], round(old[1], 9)):
-                changed.append(row)
-    for statement, rows, key in ((_JOIN, joined, "rows"), (_UPDATE, changed, "rows"), (_LEAVE, left, "uids")):
-        for chunk in _chunks(rows, WRITE_BATCH):
-            store.query(statement, {"id": segment_id, key: chunk, "at": at})
-    return len(joined), len(left), len(changed)
+def _row(node: int, hit: Hit) -> Row:
+    reason, public = hit.reason(True), hit.reason(False)
+    digest = hashlib.blake2b(f"{reason}\0{public}\0{hit.confidence!r}".encode(), digest_size=8).digest()
+    value = int.from_bytes(digest, "little")
+    return node, reason, public, hit.confidence, value & 0x7FFFFFFF, (value >> 31) & 0x7FFFFFFF
 
 
-def _touched(store: GraphStore, last_run: str, watermark: str | None) -> tuple[set[str], str | None]:
+def _sums(rows: list[Row]) -> tuple[int, int, int]:
+    return len(rows), sum(r[4] for r in rows), sum(r[5] for r in rows)
+
+
+def _int(x: Any) -> int | None:
+    return None if x is None else int(float(x))
+
+
+class _Old(dict[int, tuple[Fingerprint | None, bool]]):
+    """node → (fingerprint, current) of the existing memberships looked at."""
+
+    @classmethod
+    def of(cls, rows: list[list[Any]]) -> _Old:
+        old = cls()
+        for node, fp1, fp2, current in rows:
+            fp = None if fp1 is None or fp2 is None else (_int(fp1) or 0, _int(fp2) or 0)
+            old[int(node)] = (fp, current is True or current == "true")
+        return old
+
+
+class _Diff:
+    """Joined / left / updated counts over a run, and the write jobs of each piece."""
+
+    def __init__(self, sid: int, at: str) -> None:
+        self.sid, self.at = sid, at
+        self.joined = self.left = self.updated = 0
+
+    def jobs(self, rows: list[Row], old: _Old) -> Iterator[tuple[str, dict[str, Any]]]:
+        new_nodes = {r[0] for r in rows}
+        fresh = [r for r in rows if r[0] not in old]
+        refresh = []
+        for r in rows:
+            before = old.get(r[0])
+            if before is None:
+                continue
+            fp, current = before
+            if not current:
+                self.joined += 1
+                refresh.append(r)
+            elif fp != (r[4], r[5]):
+                self.updated += 1
+                refresh.append(r)
+        leave = [(n,) for n, (_, current) in old.items() if current and n not in new_nodes]
+        self.joined += len(fresh)
+        self.left += len(leave)
+        for statement, part in ((_JOIN, fresh), (_REFRESH, refresh), (_LEAVE, leave)):
+            for chunk in _chunks(part, WRITE_BATCH):
+                yield statement, {"sid": self.sid, "rows": chunk, "at": self.at}
+
+
+def _touched(store: GraphStore, last_run: str, watermark: str | None) -> tuple[set[int], str | None]:
     row = store.ro_query(_TOUCHED, {"last_run": last_run, "watermark": watermark or ""}).rows[0]
-    return {u for u in row[1] if u is not None}, row[0]
+    return {int(n) for n in row[1] if n is not None}, row[0]
+
+
+def _page_sums(store: GraphStore, segment_id: str) -> dict[int, tuple[tuple[int, int, int], int]]:
+    """Page index → ((members, fp1 sum, fp2 sum), memberships of any kind)."""
+    rows = store.ro_query(_PAGE_SUMS, {"id": segment_id, "span": PAGE_ROWS}).rows
+    return {int(p): ((_int(n) or 0, _int(a) or 0, _int(b) or 0), int(e)) for p, n, a, b, e in rows}
+
+
+def _write_scope(store: GraphStore, segment_id: str, evaluator: Evaluator, scope: set[int], diff: _Diff) -> None:
+    """Re-evaluate a few touched users and write what changed for them."""
+    hits: Hits = evaluator.members(scope) if scope else {}
+    rows = [_row(n, h) for n, h in hits.items()]
+    old_rows: list[list[Any]] = []
+    for chunk in _chunks(sorted(scope), WRITE_BATCH):
+        old_rows += read_rows(store, _MEMBERSHIPS_OF, {"id": segment_id, "nodes": chunk})
+    store.write_stream(diff.jobs(rows, _Old.of(old_rows)))
+
+
+def _write_pages(
+    store: GraphStore, segment_id: str, evaluator: Evaluator, scope: set[int] | None, diff: _Diff
+) -> int:
+    """Evaluate page by page and write what changed; returns the members found (a full run's size).
+
+    In a full run a page whose member count and fingerprint sums equal the stored ones is unchanged:
+    nothing of it is read back or written.
+    """
+    sums = _page_sums(store, segment_id) if scope is None else {}
+    size = 0
+    for page in pages(store.ro_query(MAX_USER_NODE).scalar()):
+        candidates = None if scope is None else {n for n in scope if page.holds(n)}
+        if candidates is not None and not candidates:
+            continue
+        rows = [_row(n, h) for n, h in evaluator.members(candidates, page).items()]
+        size += len(rows)
+        stored, edges = sums.get(page.index, ((0, 0, 0), 0))
+        if scope is None and _sums(rows) == stored:
+            continue
+        params = {"id": segment_id, "lo": page.lo, "hi": page.hi}
+        old = _Old.of(read_rows(store, _PAGE_MEMBERSHIPS, params) if edges or scope is not None else [])
+        if candidates is not None:
+            old = _Old({n: v for n, v in old.items() if n in candidates})
+        store.write_stream(diff.jobs(rows, old))
+    return size
 
 
 def run_segment(
@@ -312,6 +415,11 @@ def run_segment(
     `now` anchors time windows (`within_days`, RFM recency); it defaults to the wall clock.
     An incremental run of a never-run (or redefined) segment is a full run.
     """
+    with cyclic_gc_paused():  # hundreds of thousands of short-lived rows and hits, no cycles
+        return _run_segment(store, segment_id, incremental, now)
+
+
+def _run_segment(store: GraphStore, segment_id: str, incremental: bool, now: datetime | None) -> RunReport:
     started = time.perf_counter()
     run_at = wall_clock()
     now_dt = to_utc(now) if now is not None else datetime.now(UTC)
@@ -319,32 +427,81 @@ def run_segment(
     if node is None:
         raise SegmentNotFound(f"no segment with id {segment_id!r}")
     info = _info(node)
-    definition = parse_definition(info.definition)
+    evaluator = Evaluator(store, parse_definition(info.definition), now_dt)
     last_run = node.properties.get("last_run_at")
-    scope: set[str] | None = None
+    scope: set[int] | None = None
     if incremental and last_run:
         scope, watermark = _touched(store, last_run, node.properties.get("watermark"))
     else:
         watermark = store.ro_query(_WATERMARK).scalar()
-    hits = evaluate_definition(store, definition, now=now_dt, candidates=scope) if scope != set() else {}
-    joined, left, changed = write_memberships(store, segment_id, hits, scope, run_at)
-    size = len(hits) if scope is None else int(store.ro_query(_COUNT_MEMBERS, {"id": segment_id}).scalar() or 0)
+    diff = _Diff(int(node.id), run_at)
+    if scope is not None and len(scope) <= RESTRICT_LIMIT:
+        _write_scope(store, segment_id, evaluator, scope, diff)
+        size = info.size + diff.joined - diff.left
+    else:
+        found = _write_pages(store, segment_id, evaluator, scope, diff)
+        size = found if scope is None else info.size + diff.joined - diff.left
     store.query(
         _FINISH_RUN,
-        {"id": segment_id, "size": size, "run_at": run_at, "watermark": watermark, "joined": joined, "left": left},
+        {"id": segment_id, "size": size, "run_at": run_at, "watermark": watermark, "joined": diff.joined,
+         "left": diff.left},
     )
     return RunReport(
         segment_id=segment_id,
         mode="incremental" if scope is not None else "full",
         evaluated_users=None if scope is None else len(scope),
         size=size,
-        joined=joined,
-        left=left,
-        updated=changed,
+        joined=diff.joined,
+        left=diff.left,
+        updated=diff.updated,
         seconds=round(time.perf_counter() - started, 4),
         run_at=run_at,
         now=iso(now_dt),
     )
+
+
+_FINISH_REFRESH = """
+MATCH (s:Segment {id: $id})
+SET s.size = s.size + $joined - $left, s.updated_at = $at
+"""
+EVENT_DRIVEN = ("behaviour", "rfm", "cypher")  # leaves whose result events can change
+
+
+def refresh_users(
+    store: GraphStore, user_ids: set[str] | list[str], *, now: datetime | None = None
+) -> list[RunReport]:
+    """Re-evaluate the given users (e.g. those of a batch of events) in every segment with a
+    behaviour, RFM or Cypher condition, and write what changed for them.
+
+    Unlike an incremental run this does not move the segment's last run: users touched otherwise
+    (new facts) are still picked up by the next incremental run.
+    """
+    now_dt = to_utc(now) if now is not None else datetime.now(UTC)
+    uids = sorted(set(user_ids))
+    nodes: set[int] = set()
+    for chunk in _chunks(uids, WRITE_BATCH):
+        nodes.update(int(n) for _, n in store.ro_query(nodes_of_users_statement(), {"uids": chunk}).rows)
+    reports = []
+    for row in store.ro_query(_LIST_SEGMENTS).rows:
+        started = time.perf_counter()
+        info = _info(row[0])
+        definition = parse_definition(info.definition)
+        if not nodes or not any(leaf.kind in EVENT_DRIVEN for leaf in definition.root.leaves()):
+            continue
+        at = wall_clock()
+        diff = _Diff(int(row[0].id), at)
+        evaluator = Evaluator(store, definition, now_dt)
+        with cyclic_gc_paused():
+            if len(nodes) <= RESTRICT_LIMIT:
+                _write_scope(store, info.id, evaluator, nodes, diff)
+            else:
+                _write_pages(store, info.id, evaluator, nodes, diff)
+        store.query(_FINISH_REFRESH, {"id": info.id, "joined": diff.joined, "left": diff.left, "at": at})
+        reports.append(RunReport(
+            segment_id=info.id, mode="users", evaluated_users=len(nodes),
+            size=info.size + diff.joined - diff.left, joined=diff.joined, left=diff.left, updated=diff.updated,
+            seconds=round(time.perf_counter() - started, 4), run_at=at, now=iso(now_dt)))
+    return reports
 
 
 def run_all(store: GraphStore, *, incremental: bool = False, now: datetime | None = None) -> list[RunReport]:

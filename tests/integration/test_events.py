@@ -146,3 +146,144 @@ def test_a_hostile_line_fails_alone_and_counts_are_distinct(tmp_path: Path, cli_
     assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "user_id"), (5, "item"), (9, "record")]
     assert (report["applied"], report["users"], report["lines"]) == (6, 2, 9)
     assert store.ro_query("MATCH (u:User) RETURN count(u)").scalar() == 2
+
+
+# --- event semantics (# 16 row 11) ------------------------------------------------------------
+
+
+def ingest_lines(store, tmp_path: Path, name: str, lines: list[str]):
+    """Ingest the lines as one file; (report, {(line, field): message})."""
+    f = tmp_path / name
+    f.write_text("\n".join(lines) + "\n")
+    report = ingest_events(store, Settings(), read_events(f))
+    return report, {(e.line, e.field): e.message for e in report.errors}
+
+
+def test_an_event_id_names_one_event(store, tmp_path: Path) -> None:
+    report, errors = ingest_lines(store, tmp_path, "a.jsonl", [
+        ev(event_id="e1"),
+        ev(event_id="e1", item="Nike", item_qid="Q483915"),  # same id, another item: refused
+        ev(event_id="e1"),  # the same event re-sent: counted once, no error
+    ])
+    assert report.applied == 1
+    assert list(errors) == [(2, "event_id")]
+    assert "e1 is already the event purchase of Q5372" in errors[(2, "event_id")]
+    # in a later file too, and for a different amount of the same item
+    report, errors = ingest_lines(store, tmp_path, "b.jsonl", [
+        ev(event_id="e1", type="view", item="Nike", item_qid="Q483915", amount=None),
+        ev(event_id="e1", amount=99),
+        ev(event_id="e2", item="Nike", item_qid="Q483915"),
+    ])
+    assert report.applied == 1 and sorted(errors) == [(1, "event_id"), (2, "event_id")]
+    assert edge(store, "ana")["Q5372"]["count"] == 1
+    assert "Q483915" not in edge(store, "ana", "VIEWED")
+    assert user(store, "ana")["purchase_count"] == 2
+
+
+def test_counts_and_amounts_never_go_negative(store, tmp_path: Path) -> None:
+    report, errors = ingest_lines(store, tmp_path, "a.jsonl", [
+        ev(event_id="r0", type="refund", amount=10),  # nothing bought yet
+        ev(event_id="p1", amount=30),
+        ev(event_id="r1", type="refund", amount=40),  # more than was paid
+        ev(event_id="r2", type="refund", amount=30),
+        ev(event_id="r3", type="refund", amount=1),  # the one purchase is already refunded
+        ev(event_id="r4", user_id="bob", type="refund", item="Nike", item_qid="Q483915", amount=5),
+    ])
+    assert report.applied == 2
+    assert sorted(errors) == [(1, "type"), (3, "amount"), (5, "type"), (6, "type")]
+    assert "no purchase" in errors[(1, "type")] and "more than the 30 paid" in errors[(3, "amount")]
+    p = edge(store, "ana")["Q5372"]
+    assert (p["count"], p["amount"], p["refund_count"]) == (0, 0.0, 1)
+    assert user(store, "ana")["purchase_count"] == 0
+    assert store.ro_query("MATCH ()-[p:PURCHASED]->() WHERE p.count < 0 OR p.amount < 0 "
+                                 "RETURN count(p)").scalar() == 0
+    assert store.ro_query("MATCH (u:User {id: 'bob'}) RETURN count(u)").scalar() == 0
+    # a refund in a later file is checked against what the graph holds
+    report, errors = ingest_lines(store, tmp_path, "b.jsonl", [ev(event_id="p2", amount=20),
+                                                         ev(event_id="r5", type="refund", amount=20),
+                                                         ev(event_id="r6", type="refund", amount=20)])
+    assert report.applied == 2 and list(errors) == [(3, "type")]
+    assert user(store, "ana")["purchase_amount"] == 0.0
+
+
+def test_future_timestamps_and_nan_amounts_are_refused(store, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    soon = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report, errors = ingest_lines(store, tmp_path, "a.jsonl", [
+        ev(event_id="f1", ts="2199-01-01T00:00:00Z"),
+        ev(event_id="n1", amount="NaN"),
+        '{"user_id": "ana", "type": "purchase", "item": "x", "amount": NaN, "ts": "2024-05-01T10:00:00Z"}',
+        ev(event_id="i1", amount="Infinity"),
+        ev(event_id="ok", ts=soon),  # clock drift within the tolerance
+    ])
+    assert report.applied == 1
+    assert sorted(errors) == [(1, "ts"), (2, "amount"), (3, "amount"), (4, "amount")]
+    assert "in the future" in errors[(1, "ts")]
+    assert all("not a number" in errors[(n, "amount")] for n in (2, 3, 4)), errors
+    assert user(store, "ana")["last_seen"] == soon
+
+
+def test_csv_nan_amount_is_not_a_number(tmp_path: Path) -> None:
+    f = tmp_path / "e.csv"
+    f.write_text("user_id,type,item,amount,ts\nana,purchase,ball,NaN,2024-01-01T00:00:00Z\n")
+    (line, item), = list(read_events(f))
+    assert line == 2 and item.field == "amount" and "not a number" in item.message
+
+
+# --- streams and segment refresh (# 15) -------------------------------------------------------
+
+
+def test_a_quiet_stream_writes_its_partial_batch(store) -> None:
+    from engine.ingest.events import IDLE
+
+    batches: list[int] = []
+    lines = [ev(event_id="a1"), ev(event_id="a2", user_id="bob"), None, ev(event_id="a3")]
+
+    def stream():
+        for i, line in enumerate(lines, start=1):
+            yield (None, IDLE) if line is None else (i, Event.model_validate_json(line))
+
+    report = ingest_events(store, Settings(), stream(), batch=100,
+                           after_batch=lambda r: batches.append(r.events_in))
+    assert batches == [2, 1] and report.applied == 3 and report.lines == 3
+
+
+def test_stdin_stream_keeps_a_within_days_segment_current(store, cli_env) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from engine.segment import apply_definition, run_segment, segment_members
+
+    apply_definition(store, {"id": "buyers", "where": {"purchased": {"count": {"gte": 1}, "within_days": 90}}})
+    run_segment(store, "buyers")
+    recent = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "engine.cli", "ingest-events", "-", "--refresh-segments", "--flush-seconds", "0.2",
+         "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **cli_env})
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write((ev(event_id="s1", ts=recent) + "\n").encode())
+        proc.stdin.flush()
+        # the stream stays open: the quiet stream's batch is written and the segment refreshed
+        deadline = time.monotonic() + 60
+        while not segment_members(store, "buyers") and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        members = segment_members(store, "buyers")
+        assert [m.user_id for m in members] == ["ana"], proc.poll()
+        assert "PURCHASED ×1 in last 90d: basketball (Q5372)" in members[0].reason
+        rest = b'{"user_id": "bob", broken\n' + (ev(event_id="s2", user_id="bob", ts=recent) + "\n").encode()
+        out, err = proc.communicate(rest, timeout=120)  # then standard input closes: the run ends
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    report = json.loads(out)
+    assert (report["applied"], report["failed"], report["lines"]) == (2, 1, 3)
+    assert report["errors"][0]["line"] == 2
+    assert [m.user_id for m in segment_members(store, "buyers")] == ["ana", "bob"]
+    info = store.ro_query("MATCH (s:Segment {id: 'buyers'}) RETURN s.size, s.last_run_at").rows[0]
+    assert info[0] == 2 and info[1] is not None

@@ -235,3 +235,73 @@ def test_redefinition_forces_a_full_run(people) -> None:
     report = run_segment(people, "s", incremental=True, now=NOW)
     assert report.mode == "full"
     assert set(members(people, "s")) == {"bob"}
+
+
+PAGED_SEGMENTS = [
+    {"id": "p-sport", "where": {"likes": {"descendant_of": "Q349"}}},
+    {"id": "p-cn-women", "where": {"all": [{"lives_in": {"within": "Q148"}}, {"gender": "female"}]}},
+    {"id": "p-not", "where": {"all": [{"any": [{"lives_in": {}}, {"likes": {}}]}, {"not": {"dislikes": {}}}]}},
+    {"id": "p-buyers", "where": {"purchased": {"count": {"gte": 1}, "within_days": 90}}},
+    {"id": "p-rfm", "where": {"rfm": {"monetary": {"gte": 100}}}},
+    {"id": "p-neg", "where": {"sentiment": {"label": "negative"}}},
+    {"id": "p-raw", "cypher": "MATCH (u:User) WHERE u.id <> 'cy' RETURN u.id AS user_id, 'raw' AS reason"},
+]
+
+
+def _run_all_paged(store) -> dict[str, dict[str, str]]:
+    out = {}
+    for definition in PAGED_SEGMENTS:
+        out[definition["id"]] = define_and_run(store, definition)
+    return out
+
+
+def test_pages_give_the_same_members_and_reasons(people, monkeypatch) -> None:
+    """Every statement shape run page by page (pages of 2 node ids) finds what one page finds, and an
+    unchanged re-run writes nothing."""
+    from engine.segment import evaluate
+
+    _buy(people, "ana", "2024-05-10T00:00:00Z", 120, event_id="e1")
+    _buy(people, "cy", "2024-05-11T00:00:00Z", 30, item="Nike", qid="Q483915", event_id="e2")
+    _docs(people, [("n1", "ana", "2024-05-20T00:00:00+00:00", "negative"),
+                   ("n2", "bob", "2024-05-20T00:00:00+00:00", "negative")])
+    whole = _run_all_paged(people)
+    assert whole["p-cn-women"] == {"cy": "GENDER female [docs d5]; "
+                                         "LIVES_IN Beijing (Q956) ⊂ People's Republic of China (Q148) [docs d5]"}
+    assert set(whole["p-not"]) == {"ana", "bob"} and set(whole["p-buyers"]) == {"ana", "cy"}
+    for definition in PAGED_SEGMENTS:
+        segment_service.delete_segment(people, definition["id"])
+    monkeypatch.setattr(evaluate, "PAGE_ROWS", 2)
+    monkeypatch.setattr(segment_service, "PAGE_ROWS", 2)
+    assert _run_all_paged(people) == whole
+    read_back: list[str] = []
+    reads = segment_service.read_rows
+    monkeypatch.setattr(segment_service, "read_rows", lambda store, cypher, *a: read_back.append(cypher) or reads(
+        store, cypher, *a))
+    for definition in PAGED_SEGMENTS:
+        again = run_segment(people, definition["id"], now=NOW)
+        assert (again.joined, again.left, again.updated, again.size) == (0, 0, 0, len(whole[definition["id"]]))
+    assert read_back == []  # unchanged pages: no membership shipped to the client
+    # a change on one page: only that user moves
+    _buy(people, "bob", "2024-05-12T00:00:00Z", 10, event_id="e3")
+    changed = run_segment(people, "p-buyers", now=NOW)
+    assert (changed.joined, changed.left, changed.updated, changed.size) == (1, 0, 0, 3)
+    _buy(people, "ana", "2024-05-13T00:00:00Z", 120, kind="refund", event_id="e4")
+    changed = run_segment(people, "p-buyers", now=NOW)
+    assert (changed.joined, changed.left, changed.size) == (0, 1, 2)
+    assert set(members(people, "p-buyers")) == {"bob", "cy"}
+
+
+def test_refresh_users_moves_only_event_driven_segments(people) -> None:
+    from engine.segment import refresh_users
+
+    buyers = {"id": "buyers", "where": {"purchased": {"count": {"gte": 1}, "within_days": 90}}}
+    assert define_and_run(people, buyers) == {}
+    assert set(define_and_run(people, {"id": "cn", "where": {"lives_in": {"within": "Q148"}}})) == {"ana", "cy"}
+    before = get_segment(people, "buyers").last_run_at
+    _buy(people, "bob", "2024-05-10T00:00:00Z", 20, event_id="e1")
+    reports = refresh_users(people, ["bob"], now=NOW)
+    assert [(r.segment_id, r.mode, r.joined, r.size) for r in reports] == [("buyers", "users", 1, 1)]
+    assert members(people, "buyers") == {"bob": "PURCHASED ×1 in last 90d: basketball (Q5372)"}
+    info = get_segment(people, "buyers")
+    assert (info.size, info.last_run_at) == (1, before)  # the next incremental run still sees everything since
+    assert refresh_users(people, ["nobody"], now=NOW) == []
