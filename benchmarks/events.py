@@ -110,7 +110,9 @@ def main() -> None:
         status = server.start()
         port = int(status.port or 0)
         settings = Settings(home=home, graph_uri=status.graph_uri(), graph_name="events")
-        engine_store, raw_store = (FalkorStore("127.0.0.1", port, g, password=status.password) for g in ("events", "raw"))
+        engine_store, raw_store = (
+            FalkorStore("127.0.0.1", port, graph, password=status.password) for graph in ("events", "raw")
+        )
         try:
             for s in (engine_store, raw_store):
                 s.ensure_schema()
