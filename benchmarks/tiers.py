@@ -4,9 +4,12 @@ the process that holds them.
     .venv/bin/python benchmarks/tiers.py --n 512 --n-llm 12
 
 - encoder: batches of 64 through the fine-tuned encoder (facts + sentiment);
+- encoder-0: the same through the encoder's earlier inference path (peft adapters applied per
+  layer, each batch of 64 padded to its longest text), the baseline of the encoder's speed work;
 - cascade: the same documents, the LLM reading only the escalated ones (the share is printed);
+  cascade-0 the same over encoder-0;
 - llm: the LLM tier alone on `--n-llm` of them (the baseline; slow).
-Prints docs/s, the ratio to the LLM tier, the share the cascade escalated and the process's peak RSS.
+Prints docs/s, the ratios, the share the cascade escalated and the process's peak RSS.
 Numbers, not assertions. The texts: a seeded mix of short en/zh/es rows from ../shared/data.
 """
 
@@ -52,20 +55,39 @@ def main() -> None:
     langs, texts = [lang for lang, _ in docs], [t for _, t in docs]
     print(f"{len(texts)} short documents (≤ 300 characters), en/zh/es; 2 cores\n")
     encoder = make_tier("encoder", settings.llm, model_cache=settings.model_cache)
-    encoder.extract_batch(texts[:8], langs[:8])  # warm-up: load, first allocation
-    enc = timed("encoder", lambda: [encoder.extract_batch(texts[k : k + 64], langs[k : k + 64])
-                                    for k in range(0, len(texts), 64)], len(texts))
+    before = earlier_encoder(settings.model_cache)
+    rates: dict[str, float] = {}
+    for label, tier in (("encoder", encoder), ("encoder-0", before)):
+        tier.extract_batch(texts[:8], langs[:8])  # warm-up: load, first allocation
+        rates[label] = timed(label, lambda t=tier: [t.extract_batch(texts[k : k + 64], langs[k : k + 64])
+                                                    for k in range(0, len(texts), 64)], len(texts))
+    enc = rates["encoder"]
     llm = make_tier("llm", settings.llm, model_cache=settings.model_cache)
     llm.extract(texts[0], langs[0])  # warm-up: the prefix cache
     base = timed("llm", lambda: [llm.extract(t, lang) for t, lang in zip(texts[: args.n_llm], langs[: args.n_llm],
                                                                            strict=True)], args.n_llm)
-    cascade = CascadeExtractor(encoder, lambda: llm, encoder.cascade_policy())
-    results: list = []
-    cas = timed("cascade", lambda: [results.extend(cascade.extract_batch(texts[k : k + 64], langs[k : k + 64]))
-                                    for k in range(0, len(texts), 64)], len(texts))
-    share = sum(r.llm_calls > 0 for r in results) / max(len(results), 1)
-    print(f"\ncascade sent {share:.1%} of the documents to the LLM")
+    shares: dict[str, float] = {}
+    for label, tier in (("cascade", encoder), ("cascade-0", before)):
+        cascade = CascadeExtractor(tier, lambda: llm, tier.cascade_policy())
+        results: list = []
+        rates[label] = timed(label, lambda c=cascade, r=results: [
+            r.extend(c.extract_batch(texts[k : k + 64], langs[k : k + 64])) for k in range(0, len(texts), 64)
+        ], len(texts))
+        shares[label] = sum(r.llm_calls > 0 for r in results) / max(len(results), 1)
+    cas = rates["cascade"]
+    print(f"\ncascade sent {shares['cascade']:.1%} of the documents to the LLM (cascade-0 {shares['cascade-0']:.1%})")
     print(f"ratios to the LLM tier: encoder {enc / base:.0f}x, cascade {cas / base:.1f}x")
+    print(f"ratios to the earlier path, same run: encoder {enc / rates['encoder-0']:.2f}x, "
+          f"cascade {cas / rates['cascade-0']:.2f}x")
+
+
+def earlier_encoder(model_cache: Path):  # noqa: ANN201 - an EncoderExtractor
+    """The encoder tier as it ran before folding and length chunks: the peft form, batches of 64."""
+    from engine.extract.encoder.extractor import EncoderExtractor, load_tasks
+    from engine.extract.encoder.weights import PACKAGED
+
+    tasks, tokenizer, metas = load_tasks(model_cache, PACKAGED)
+    return EncoderExtractor(tasks, tokenizer, metas, pad_id=tokenizer.pad_token_id or 1, chunk_tokens=sys.maxsize)
 
 
 if __name__ == "__main__":

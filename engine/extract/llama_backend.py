@@ -195,8 +195,10 @@ class LlamaCppBackend:
             decoder = GuidedDecoder(session, self._vocab, continue_bias=self.continue_bias)
             evaluated = decoder.start(tokens)
             decoder.value(schema)
-            decoder.flush()  # the closing text goes into the KV cache too (consistent state)
-            answer_tokens = self.llama.n_tokens - len(tokens)
+            # The closing text is not evaluated: the next call keeps only the common prefix with
+            # its own prompt (inside the system prompt), so those tokens would be dropped unread,
+            # and skipping them saves one forward pass per document.
+            answer_tokens = self.llama.n_tokens + len(decoder.pending) - len(tokens)
         return Completion(
             text=decoder.text,
             prompt_tokens=len(tokens),

@@ -8,7 +8,8 @@ convert    image -> transformers BertModel
 base       convert once into the model cache, load (process-wide), embed
 tagging    facts as BIO tags over predicates; spans ↔ sub-word tags
 tasks      LoRA adapters on the top layers over a shared trunk, one linear head per task
-runner     batched inference over windows of whole sentences
+runner     batched inference over windows of whole sentences, in chunks of similar length
+folded     the inference form: each task's adapter folded into its own top layers, lean layers
 weights    the task weights on disk (adapter + head + calibration + thresholds)
 extractor  EncoderExtractor: spans → grounded facts, calibrated sentiment; load_encoder
 """

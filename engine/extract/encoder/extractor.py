@@ -5,6 +5,7 @@ encoder, batched, with calibrated confidences. The same interface as the LLM `Ex
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import Counter
@@ -16,7 +17,8 @@ import numpy as np
 
 from engine.contracts import DocumentSentiment, Fact
 from engine.extract.alerts import AlertMatcher, get_alert_matcher
-from engine.extract.encoder.runner import Window, run_tasks, windows
+from engine.extract.encoder.folded import FoldedTasks
+from engine.extract.encoder.runner import CHUNK_TOKENS, Window, run_tasks, windows
 from engine.extract.encoder.tagging import TaggedSpan, decode_spans
 from engine.extract.encoder.tasks import SENTIMENT_LABELS, EncoderTasks
 from engine.extract.encoder.weights import TaskMeta
@@ -38,13 +40,14 @@ class EncoderExtractor:
     name = TIER
 
     def __init__(
-        self, model: EncoderTasks, tokenizer: Any, metas: dict[str, TaskMeta], *, allow_sensitive: bool = False,
-        alerts: AlertMatcher | None = None, batch_size: int = 64, pad_id: int = 1,
+        self, model: EncoderTasks | FoldedTasks, tokenizer: Any, metas: dict[str, TaskMeta], *,
+        allow_sensitive: bool = False, alerts: AlertMatcher | None = None, batch_size: int = 64, pad_id: int = 1,
+        chunk_tokens: int = CHUNK_TOKENS,
     ) -> None:
         self.model, self.tokenizer, self.metas = model, tokenizer, metas
         self.allow_sensitive = allow_sensitive
         self.alerts = alerts or get_alert_matcher(None)
-        self.batch_size, self.pad_id = batch_size, pad_id
+        self.batch_size, self.pad_id, self.chunk_tokens = batch_size, pad_id, chunk_tokens
 
     @property
     def min_confidence(self) -> float:
@@ -77,7 +80,7 @@ class EncoderExtractor:
         started = time.perf_counter()
         parts = windows(texts)
         out = run_tasks(self.model, self.tokenizer, [w.text for w in parts], ("facts", "sentiment"),
-                        batch_size=self.batch_size, pad_id=self.pad_id)
+                        batch_size=self.batch_size, pad_id=self.pad_id, max_tokens=self.chunk_tokens)
         per_doc: list[list[int]] = [[] for _ in texts]
         for k, w in enumerate(parts):
             per_doc[w.doc].append(k)
@@ -131,12 +134,32 @@ _LOADED: dict[tuple[str, str, bool], EncoderExtractor] = {}
 _LOCK = threading.Lock()
 
 
+def load_tasks(cache: Path, folder: Path) -> tuple[EncoderTasks, Any, dict[str, TaskMeta]]:
+    """The base encoder adapted by the task weights in `folder` (peft form, eval mode), its
+    tokenizer and the tasks' metadata."""
+    from engine.extract.encoder.base import load_base
+    from engine.extract.encoder.weights import WeightsError, load_task
+
+    metas, states = {}, {}
+    for task in ("facts", "sentiment"):
+        metas[task], states[task] = load_task(folder, task)
+    shape = metas["facts"].adapter_shape()
+    if metas["sentiment"].adapter_shape() != shape:
+        raise WeightsError(f"the facts and sentiment weights in {folder} adapt the encoder differently")
+    model, tokenizer = load_base(cache, shared=False)  # peft wraps (changes) the model it adapts
+    tasks = EncoderTasks(model, ("facts", "sentiment"), shape)
+    for task, state in states.items():
+        tasks.load_task_state(task, state)
+    tasks.eval()
+    return tasks, tokenizer, metas
+
+
 def load_encoder(model_cache: Path | None, *, weights: Path | None = None,
                  allow_sensitive: bool = False) -> EncoderExtractor:
-    """The encoder tier with the shipped (or given) task weights, loaded once per process."""
+    """The encoder tier with the shipped (or given) task weights, loaded once per process, the
+    adapters folded into the weights for inference."""
     from engine.config import Settings
-    from engine.extract.encoder.base import load_base
-    from engine.extract.encoder.weights import PACKAGED, WeightsError, load_task
+    from engine.extract.encoder.weights import PACKAGED
 
     cache = Path(model_cache or Settings().model_cache)
     folder = Path(weights or PACKAGED)
@@ -144,18 +167,17 @@ def load_encoder(model_cache: Path | None, *, weights: Path | None = None,
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        metas, states = {}, {}
-        for task in ("facts", "sentiment"):
-            metas[task], states[task] = load_task(folder, task)
-        shape = metas["facts"].adapter_shape()
-        if metas["sentiment"].adapter_shape() != shape:
-            raise WeightsError(f"the facts and sentiment weights in {folder} adapt the encoder differently")
-        model, tokenizer = load_base(cache, shared=False)  # peft wraps (changes) the model it adapts
-        tasks = EncoderTasks(model, ("facts", "sentiment"), shape)
-        for task, state in states.items():
-            tasks.load_task_state(task, state)
-        tasks.eval()
-        extractor = EncoderExtractor(tasks, tokenizer, metas, allow_sensitive=allow_sensitive,
+        tasks, tokenizer, metas = load_tasks(cache, folder)
+        _use_usable_cores()
+        extractor = EncoderExtractor(FoldedTasks(tasks), tokenizer, metas, allow_sensitive=allow_sensitive,
                                      pad_id=tokenizer.pad_token_id or 1)
         _LOADED[key] = extractor
         return extractor
+
+
+def _use_usable_cores() -> None:
+    """Intra-op threads = the cores this process may run on: torch counts the machine's physical
+    cores, which oversubscribes a container or a worker pinned to fewer (2 here)."""
+    import torch
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from pydantic import BaseModel
 
 # The predicates the tagger learns, in a fixed order (the head's output layout depends on it).
@@ -69,20 +70,24 @@ def decode_spans(
     """
     spans: list[TaggedSpan] = []
     current: dict | None = None
-    for (start, end), row in zip(offsets, probs, strict=True):
+    if not len(offsets):
+        return spans
+    table = np.asarray(probs, dtype=np.float64)
+    best_tags = table.argmax(axis=1)  # the first of equal maxima, as max() over the row would pick
+    best_probs = table[np.arange(len(best_tags)), best_tags].tolist()
+    for (start, end), best, prob in zip(offsets, best_tags.tolist(), best_probs, strict=True):
         if start == end:
             continue
-        best = max(range(len(row)), key=row.__getitem__)
         tag = TAGS[best]
         if tag == "O":
             current = _close(text, current, spans)
             continue
         pred, bi = tag.rsplit("-", 1)
         if current is not None and current["predicate"] == pred and bi == "I":
-            current["end"], current["conf"] = end, min(current["conf"], row[best])
+            current["end"], current["conf"] = end, min(current["conf"], prob)
             continue
         _close(text, current, spans)
-        current = {"start": start, "end": end, "predicate": pred, "conf": row[best]}
+        current = {"start": start, "end": end, "predicate": pred, "conf": prob}
     _close(text, current, spans)
     return spans
 
