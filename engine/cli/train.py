@@ -71,12 +71,13 @@ def facts(
         False, "--calibrate-only", help="Keep the weights in --out; refit calibration and thresholds on dev"),
     resume: Path | None = typer.Option(None, "--resume", help="Start from the facts weights in this folder"),
 ) -> None:
-    """Facts as token tagging on PersonaExt's train split (+ templates), threshold and calibration on dev."""
+    """Facts as token tagging on the train splits of PersonaExt (+ checked silver labels), XPersona zh and
+    KvPI zh (+ templates, compounds); threshold and calibration on the dev splits."""
     import linkers
     from engine.extract.encoder.weights import PACKAGED, load_task
     from engine.train.loop import TrainConfig
     from engine.train.synthetic import template_examples
-    from engine.train.tasks import recalibrate_facts, train_facts
+    from engine.train.tasks import recalibrate_facts, resume_facts, train_facts
 
     if calibrate_only or resume:
         shape = load_task(resume or out or PACKAGED, "facts")[0].shape
@@ -87,7 +88,7 @@ def facts(
         console.print(f"recalibrated on dev: {json.dumps(dev)}")
         return
     if resume:
-        model.load_task_state("facts", load_task(resume, "facts")[1])
+        resume_facts(model, load_task(resume, "facts")[1])
     extra = template_examples(linkers.get_kb(), per_template=templates, seed=seed) if templates else []
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     target = out or PACKAGED
@@ -124,3 +125,58 @@ def sentiment(
                                  per_language=per_language, progress=_bar_progress(bar, task_id),
                                  base_sha256=sha)
     _report(report, target)
+
+
+@train_app.command("project-xpersona")
+def project_xpersona(
+    ctx: typer.Context,
+    xpersona: Path = typer.Argument(..., help="HLTCHKUST/Xpersona's dataset/ folder (En_persona_test.json, "
+                                              "Zh_persona_split_{test,valid}_human_annotated.json)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    out: Path | None = typer.Option(None, "--out", help="Default: engine/corpora/data/xpersona_zh.jsonl"),
+) -> None:
+    """Project English fact labels (PersonaExt, else the English tagger) onto XPersona's Chinese sentences."""
+    from engine.corpora.xpersona import PROJECTED, XpersonaError, read_pairs
+    from engine.extract.encoder import load_base, load_encoder
+    from engine.train.project import project_pairs
+
+    settings = settings_of(ctx)
+    data = data_dir or settings.data.root
+    try:
+        pairs = read_pairs(xpersona)
+    except (FileNotFoundError, XpersonaError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    rows = project_pairs(pairs, data, load_base(settings.model_cache), load_encoder(settings.model_cache),
+                         progress=console.print)
+    target = out or PROJECTED
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    console.print(f"wrote {len(rows)} rows to {target}")
+
+
+@train_app.command("silver")
+def silver(
+    ctx: typer.Context,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    limit: int = typer.Option(600, min=1, help="Candidate sentences at most (training split, cue words first)"),
+    minutes: float = typer.Option(20.0, min=0.1,
+                                  help="Stop labelling after this long (the LLM does ~1–2 s a sentence)"),
+    out: Path | None = typer.Option(None, "--out", help="Default: engine/corpora/data/silver_en.jsonl"),
+) -> None:
+    """Checked LLM labels for predicates PersonaExt lacks, on PersonaExt training sentences."""
+    from engine.extract import make_tier
+    from engine.train.silver import SILVER, candidates, label
+
+    settings = settings_of(ctx)
+    data = data_dir or settings.data.root
+    items = candidates(data, limit)
+    teacher = make_tier("llm", settings.llm, model_cache=settings.model_cache)
+    with progress_bar() as bar:
+        task_id = bar.add_task("LLM silver labels", total=len(items))
+        rows = label(teacher, items, seconds=minutes * 60,
+                     progress=lambda done, total: bar.update(task_id, completed=done, total=total))
+    target = out or SILVER
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    kept = sum(len(r.silver) for r in rows)
+    console.print(f"labelled {len(rows)} sentences, kept {kept} silver facts; wrote {target}")
