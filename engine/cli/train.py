@@ -66,7 +66,8 @@ def facts(
     top_layers: int = typer.Option(4, min=1, max=12, help="Encoder layers adapted (the rest is a shared trunk)"),
     rank: int = typer.Option(8, min=1, help="LoRA rank"),
     templates: int = typer.Option(60, min=0, help="Template sentences per template over KB vocabulary (0: none)"),
-    max_train: int | None = typer.Option(None, help="Use at most this many PersonaExt training sentences"),
+    max_train: int | None = typer.Option(None, help="Use at most this many PersonaExt training sentences (seeded)"),
+    compounds: int = typer.Option(1500, min=0, help="Two-sentence English compounds (a third as many Chinese)"),
     calibrate_only: bool = typer.Option(
         False, "--calibrate-only", help="Keep the weights in --out; refit calibration and thresholds on dev"),
     resume: Path | None = typer.Option(None, "--resume", help="Start from the facts weights in this folder"),
@@ -95,7 +96,7 @@ def facts(
     with progress_bar() as bar:
         task_id = bar.add_task("training facts", total=None)
         report = train_facts(model, base.tokenizer, data, target, config, extra_examples=extra, max_train=max_train,
-                             progress=_bar_progress(bar, task_id), base_sha256=sha)
+                             compounds=compounds, progress=_bar_progress(bar, task_id), base_sha256=sha)
     _report(report, target)
 
 
@@ -158,25 +159,18 @@ def project_xpersona(
 def silver(
     ctx: typer.Context,
     data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
-    limit: int = typer.Option(600, min=1, help="Candidate sentences at most (training split, cue words first)"),
-    minutes: float = typer.Option(20.0, min=0.1,
-                                  help="Stop labelling after this long (the LLM does ~1–2 s a sentence)"),
     out: Path | None = typer.Option(None, "--out", help="Default: engine/corpora/data/silver_en.jsonl"),
 ) -> None:
-    """Checked LLM labels for predicates PersonaExt lacks, on PersonaExt training sentences."""
-    from engine.extract import make_tier
-    from engine.train.silver import SILVER, candidates, label
+    """Checked silver labels (AGE_BAND, WORKS_AS, FROM_PLACE, SPEAKS, GENDER) on PersonaExt training sentences."""
+    from collections import Counter
+
+    from engine.train.silver import SILVER, label
 
     settings = settings_of(ctx)
-    data = data_dir or settings.data.root
-    items = candidates(data, limit)
-    teacher = make_tier("llm", settings.llm, model_cache=settings.model_cache)
-    with progress_bar() as bar:
-        task_id = bar.add_task("LLM silver labels", total=len(items))
-        rows = label(teacher, items, seconds=minutes * 60,
-                     progress=lambda done, total: bar.update(task_id, completed=done, total=total))
+    rows = label(data_dir or settings.data.root)
     target = out or SILVER
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
-    kept = sum(len(r.silver) for r in rows)
-    console.print(f"labelled {len(rows)} sentences, kept {kept} silver facts; wrote {target}")
+    kept = Counter(s.predicate for r in rows for s in r.silver)
+    rejected = Counter(why for r in rows for _, _, why in r.rejected)
+    console.print(f"{len(rows)} sentences; kept {dict(kept)}; rejected {dict(rejected)}; wrote {target}")

@@ -1,43 +1,43 @@
-"""Silver fact labels from the LLM tier as a checked teacher (`persona train silver`).
+"""Silver fact labels for what PersonaExt never labels (`persona train silver`).
 
-PersonaExt labels one fact per sentence and never FROM_PLACE, AGE_BAND, WORKS_AS, GENDER or SPEAKS.
-The LLM tier reads first-person training sentences that carry a cue for those (an occupation, an
-age, an origin, a language, a gender word) and its facts are kept only when they pass the same
-grounding as any fact (object in the text, about the author, literal values normalise) and agree
-with the knowledge base: a predicate with a range must link to an entity in that range. A kept
-fact becomes a span in the sentence next to PersonaExt's own (never overlapping it), so the tagger
-also learns sentences that state two facts. Only training-split sentences are ever labelled.
+PersonaExt labels one fact per sentence and never AGE_BAND, FROM_PLACE, WORKS_AS, GENDER or SPEAKS,
+although its sentences state them ("i am a nurse and i love cats"). A pattern teacher proposes those
+facts in PersonaExt's own training sentences and a fact is kept only when it is checked: a predicate
+with a range must link to an entity in that range in the knowledge base ("i am a girl" is no
+occupation), a literal must normalise ("6 feet" is no age), and the span must not overlap the gold
+span. Kept facts join the sentence's gold span, so the tagger learns real sentences that state two
+facts. Only training-split sentences are labelled. The LLM tier was the intended teacher; on the
+shared 2-core machine it labelled 6 sentences in 26 minutes, so the checked patterns replace it.
 
-The output (`engine/corpora/data/silver_en.jsonl`) is committed: labelling takes ~1–2 s a sentence.
+The output (`engine/corpora/data/silver_en.jsonl`) is committed.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Sequence
-from itertools import zip_longest
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from engine.corpora import split_of
 from engine.extract.encoder.tagging import TAGGED_PREDICATES, Span
-from engine.train.examples import FactExample
+from engine.train.examples import FactExample, personaext_examples
 
 SILVER = Path(__file__).resolve().parents[1] / "corpora" / "data" / "silver_en.jsonl"
-# sentences worth the LLM's time, by what they likely state that PersonaExt never labels
-CUES: dict[str, re.Pattern[str]] = {name: re.compile(pattern, re.I) for name, pattern in {
-    "WORKS_AS": r"\b(?:i work as|my job is|i am an? \w+er\b|i'm an? \w+er\b|i am an? (?:nurse|doctor|chef|lawyer|"
-                r"teacher|student|artist|accountant|engineer|mechanic|pilot|dentist|cashier))",
-    "AGE_BAND": r"\b(?:\d+ years old|i am \d+\b|i'm \d+\b|my age)",
-    "FROM_PLACE": r"\b(?:i am from|i'm from|grew up in|born in|originally from)",
-    "SPEAKS": r"\b(?:i speak|i can speak|fluent in|languages?)\b",
-    "GENDER": r"\b(?:i am|i'm) (?:a |an )?(?:girl|guy|man|woman|male|female|boy|mom|dad|mother|father)\b",
-}.items()}
-WANTED = ("WORKS_AS", "FROM_PLACE", "AGE_BAND", "GENDER", "SPEAKS", "LIVES_IN", "OWNS", "HAS_PET", "LIKES",
-          "DISLIKES", "HAS_FAMILY", "MARITAL_STATUS")
+_END = r"(?=\s*(?:[.,!?;]|\band\b|\bbut\b|\bso\b|\bwho\b|\bthat\b|\bwith\b|\bin\b|\bat\b|\bfor\b|$))"
+# (predicate, pattern): group 1 is the object as written
+PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((p, re.compile(rx, re.I)) for p, rx in (
+    ("AGE_BAND", r"\b(?:i am|i'm|im)\s+(\d{1,2}\s*(?:years?|yrs?)\s*old|\d{1,2})" + _END),
+    ("AGE_BAND", r"\bi\s+(?:just\s+)?turned\s+(\d{1,2})\b"),
+    ("WORKS_AS", r"\b(?:i work as|i am|i'm|im)\s+(?:a|an)\s+((?:[a-z]+\s)?[a-z]+)" + _END),
+    ("WORKS_AS", r"\bi work as\s+((?:[a-z]+\s)?[a-z]+)" + _END),
+    ("FROM_PLACE", r"\b(?:grew up in|born in|originally from|born and raised in)\s+([a-z]+(?:\s[a-z]+)?)" + _END),
+    ("SPEAKS", r"\bi\s+(?:can\s+)?(?:also\s+)?speak\s+(?:fluent\s+)?"
+               r"(?!(?:the|a|an|some|many|several|two|three|it)\b)([a-z]+)"),
+    ("SPEAKS", r"\bfluent in\s+([a-z]+)"),
+    ("GENDER", r"\b(?:i am|i'm|im)\s+(?:a|an)\s+(girl|guy|man|woman|boy|male|female|lady|gal)\b"),
+))
 
 
 class SilverRow(BaseModel):
@@ -47,64 +47,42 @@ class SilverRow(BaseModel):
     rejected: list[tuple[str, str, str]] = Field(default_factory=list)  # (predicate, object, why)
 
 
-def candidates(data_dir: Path, limit: int) -> list[tuple[str, list[Span]]]:
-    """Training-split PersonaExt sentences with a cue and their gold spans, the cue kinds taken in
-    turn so a short labelling run covers every predicate."""
-    from engine.train.examples import personaext_examples
-
-    by_cue: dict[str, list[tuple[str, list[Span]]]] = {name: [] for name in CUES}
-    for ex in personaext_examples(data_dir):
-        cue = next((name for name, pattern in CUES.items() if pattern.search(ex.text)), None)
-        if ex.split == "train" and cue:
-            by_cue[cue].append((ex.text, ex.spans))
-    turns = [sorted(items) for items in by_cue.values()]
-    mixed = [item for group in zip_longest(*turns) for item in group if item is not None]
-    return mixed[:limit]
-
-
-def in_range(predicate: str, obj: str) -> tuple[bool, str]:
-    """A predicate with a range must link to an entity in it; literals were checked by grounding."""
+def checked(predicate: str, obj: str) -> str:
+    """Why the fact is not kept ("" when it is): the KB range, or a literal that does not normalise."""
     import linkers
+    from engine.eval.extraction import literal_value
     from graph_schema import get_predicate
 
     pred = get_predicate(predicate)
-    if not pred.range_classes:
-        return True, ""
-    linked = linkers.link_object(obj, predicate=predicate, lang="en")
-    return (linked.qid is not None, "" if linked.qid else "outside the KB range")
+    if pred.literal_kind is not None:
+        return "" if literal_value(predicate, obj) is not None else "not a valid literal"
+    if pred.range_classes and linkers.link_object(obj, predicate=predicate, lang="en").qid is None:
+        return "outside the KB range"
+    return ""
 
 
-def check_fact(text: str, predicate: str, obj: str, gold: Sequence[Span]) -> tuple[Span | None, str]:
-    """The fact's span in `text` if it is one the tagger can learn, else why not."""
-    where = text.lower().find(obj.lower())
-    if where < 0:
-        return None, "object not in text"
-    span = Span(start=where, end=where + len(obj), predicate=predicate)
-    if any(span.start < g.end and span.end > g.start for g in gold):
-        return None, "overlaps the gold span"
-    ok, why = in_range(predicate, obj)
-    return (span, "") if ok else (None, why)
-
-
-def label(teacher: Any, items: Sequence[tuple[str, list[Span]]], *, seconds: float,
-          progress: Callable[[int, int], None] | None = None) -> list[SilverRow]:
-    """Teacher facts per sentence until the time budget is spent (bounded: the LLM is slow)."""
-    started, out = time.perf_counter(), []
-    for n, (text, gold) in enumerate(items, start=1):
-        if time.perf_counter() - started > seconds:
-            break
-        row = SilverRow(text=text, gold=gold)
-        for fact in teacher.extract(text, "en").facts:
-            if fact.predicate not in WANTED:
+def label_sentence(text: str, gold: Sequence[Span]) -> SilverRow:
+    row = SilverRow(text=text, gold=list(gold))
+    for predicate, pattern in PATTERNS:
+        for m in pattern.finditer(text):
+            start, end = m.span(1)
+            taken = [*row.gold, *row.silver]
+            if any(start < s.end and end > s.start for s in taken):
                 continue
-            span, why = check_fact(text, fact.predicate, fact.object, [*gold, *row.silver])
-            if span is None:
-                row.rejected.append((fact.predicate, fact.object, why))
-            elif not any(g.predicate == span.predicate and g.start == span.start for g in gold):
-                row.silver.append(span)
-        out.append(row)
-        if progress is not None:
-            progress(n, len(items))
+            why = checked(predicate, m.group(1))
+            if why:
+                row.rejected.append((predicate, m.group(1), why))
+            else:
+                row.silver.append(Span(start=start, end=end, predicate=predicate))
+    return row
+
+
+def label(data_dir: Path) -> list[SilverRow]:
+    """Every training-split PersonaExt sentence a pattern fires on, with its checked facts."""
+    out = []
+    for ex in personaext_examples(data_dir):
+        if ex.split == "train" and any(p.search(ex.text) for _, p in PATTERNS):
+            out.append(label_sentence(ex.text, ex.spans))
     return out
 
 

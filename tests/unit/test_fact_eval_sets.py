@@ -52,3 +52,16 @@ def test_projected_chinese_spans_are_whole_words_without_prepositions_or_quantit
                                    ("我养了两条狗", 4, 6, "狗")]:
         s, e = clean_zh(text, *snap_words(text, start, end))
         assert text[s:e] == want
+
+
+def test_silver_facts_are_kept_only_when_the_kb_or_the_literal_rules_agree() -> None:
+    from engine.extract.encoder.tagging import Span
+    from engine.train.silver import label_sentence
+
+    text = "i am a nurse and i love cats"
+    row = label_sentence(text, [Span(start=24, end=28, predicate="LIKES")])
+    assert [(text[s.start : s.end], s.predicate) for s in row.silver] == [("nurse", "WORKS_AS")]
+    tall = label_sentence("i am 6 feet tall and i am a girl", [])
+    assert [(s.predicate, tall.text[s.start : s.end]) for s in tall.silver] == [("GENDER", "girl")]
+    assert ("WORKS_AS", "girl", "outside the KB range") in tall.rejected
+    assert label_sentence("i am 35 and single !", []).silver[0].predicate == "AGE_BAND"
