@@ -145,7 +145,7 @@ def _pooled(predictions: dict[str, Predictions], sets: Sequence[DevSet]) -> tupl
 
 
 def train_data(data_dir: Path, extra: Sequence[FactExample], rng: random.Random, *, compounds: int,
-               max_train: int | None = None, zh_repeat: int = 2) -> tuple[list[FactExample], dict[str, int]]:
+               max_train: int | None = None, zh_repeat: int = 1) -> tuple[list[FactExample], dict[str, int]]:
     """Training examples: PersonaExt (silver-labelled sentences replace their plain copy), XPersona
     zh projected and KvPI zh (train splits, repeated `zh_repeat` times: there are few), templates,
     and compounds of real sentences per language."""
