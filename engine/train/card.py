@@ -13,9 +13,8 @@ from engine.corpora.splits import SHARES, SPLIT_SEED
 FACT_SOURCES: dict[str, tuple[str, str]] = {
     "personaext": ("PersonaExt (Cyn7hia/PAED @ f34db8e), English persona utterances, gold object spans",
                    "as distributed with PAED (research use; eval data of ../shared/data)"),
-    "silver_en": ("PersonaExt training sentences with extra facts from the bundled LLM (Qwen2.5-Coder-1.5B, "
-                  "Apache-2.0), kept only when grounded and inside the KB range (`persona train silver`)",
-                  "as PersonaExt"),
+    "silver_en": ("PersonaExt training sentences with extra facts a pattern teacher proposed, kept only inside "
+                  "the KB range or when the literal normalises (`persona train silver`)", "as PersonaExt"),
     "xpersona_zh": ("XPersona (HLTCHKUST/Xpersona @ 1da049a1) human-translated Chinese persona dialogues, "
                     "English labels projected by similarity alignment (`persona train project-xpersona`)", "MIT"),
     "kvpi_zh": ("KvPI (songhaoyu/KvPI @ 9aa4142) entailed responses stating a location or gender", "Apache-2.0"),

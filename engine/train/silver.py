@@ -9,7 +9,8 @@ span. Kept facts join the sentence's gold span, so the tagger learns real senten
 facts. Only training-split sentences are labelled. The LLM tier was the intended teacher; on the
 shared 2-core machine it labelled 6 sentences in 26 minutes, so the checked patterns replace it.
 
-The output (`engine/corpora/data/silver_en.jsonl`) is committed.
+The output (`engine/corpora/data/silver_en.jsonl`) is committed; training uses the facts of predicates
+the tagger has tags for (TAGGED_PREDICATES: WORKS_AS, GENDER today), the others wait for a larger tag set.
 """
 
 from __future__ import annotations
