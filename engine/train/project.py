@@ -28,6 +28,7 @@ ALIGN_LAYER = 8  # SimAlign's finding for multilingual BERT-style encoders: midd
 _PUNCT = "，。！？、；：,.!?;:\"'“”‘’（）() "
 # leading words that are not part of a Chinese fact object: prepositions, "I", numbers, classifiers
 _ZH_LEAD = re.compile(r"^(?:[在住于到从去是做当我的了一二两三四五六七八九十几\d]|[个只条位名本辆台匹头家件份种])+")
+_ZH_PREP = "在住于到从去"
 _ZH_TAIL = re.compile(r"(?:[的了呢吗啊吧呀]|[，。！？、])+$")
 _FOLD = re.compile(r"[^a-z0-9]")
 
@@ -43,7 +44,12 @@ def clean_zh(text: str, start: int, end: int) -> tuple[int, int]:
     lead = len(span) - len(span.lstrip(_PUNCT))
     span = span.strip(_PUNCT)
     m = _ZH_LEAD.match(span)
-    cut = m.end() if m and m.end() < len(span) else 0
+    if m and m.end() < len(span):
+        cut = m.end()
+    else:  # all of it looks like function words: "在家" → 家, but "两个" is no object at all
+        cut = min(len(span) - len(span.lstrip(_ZH_PREP)), len(span) - 1)
+        if m and cut <= 0:
+            return start + lead, start + lead
     body = _ZH_TAIL.sub("", span[cut:]) or span[cut:]
     begin = start + lead + cut
     return begin, begin + len(body)
