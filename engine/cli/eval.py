@@ -15,7 +15,7 @@ from rich.table import Table
 
 from engine.cli._util import EXIT_USAGE, fail, settings_of
 from engine.config import LLMSettings
-from engine.eval.extraction import report, run_rows
+from engine.eval.extraction import TEST_SETS, report
 from engine.eval.linking import run_linking_eval
 from engine.eval.sentiment import balanced_sample, macro_f1, run_sentiment, test_rows
 
@@ -148,39 +148,92 @@ def _data(ctx: typer.Context, data_dir: Path | None) -> Path:
 def extraction(
     ctx: typer.Context,
     data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
-    extractor: str = typer.Option("cascade", "--extractor", help="encoder, llm or cascade"),
-    size: int | None = typer.Option(None, help="Stratified sample of the test split (default: all of it; "
-                                               "600 for --extractor llm, which takes ~1.6 s per row)"),
+    extractor: str = typer.Option("cascade", "--extractor",
+                                  help="encoder, llm or cascade; several comma-separated print side by side"),
+    sets: str = typer.Option(",".join(TEST_SETS), "--sets", help="Comma-separated test sets: personaext, "
+                             "xpersona-zh (projected Chinese), kvpi-zh (LIVES_IN / GENDER)"),
+    size: int | None = typer.Option(None, help="Seeded sample of each test split (default: all of it; 600 when "
+                                               "the llm tier runs, which takes ~1.6 s per row)"),
     seed: int = typer.Option(13, help="Sampling seed"),
     backend: str | None = typer.Option(None, help="LLM backend: llama_cpp (default), openai or transformers"),
     min_confidence: float | None = typer.Option(None, help="Override the LLM tier's fact confidence threshold"),
-    kvpi: bool = typer.Option(True, "--kvpi/--no-kvpi", help="Also score zh LIVES_IN / GENDER on KvPI"),
     out: Path | None = typer.Option(None, help="Write the summary (JSON) and per-row results (.rows.jsonl) here"),
 ) -> None:
-    """Fact extraction on PersonaExt's test split: P/R/F1, per predicate, frequent errors, ECE (+ zh KvPI)."""
-    from engine.eval.extraction import kvpi_scores, test_rows
+    """Fact extraction on the test splits (PersonaExt en, XPersona zh, KvPI zh): P/R/F1, recall per
+    predicate, ECE per set, frequent errors; several tiers side by side."""
+    from engine.eval.extraction import run_items, set_summary, test_items
     from engine.privacy import get_redactor
 
     console = Console()
     data = _data(ctx, data_dir)
-    rows = test_rows(data, size if size is not None else (600 if extractor == "llm" else None), seed)
-    tier = _extractor(ctx, extractor, backend, min_confidence)
+    tiers = [t.strip() for t in extractor.split(",") if t.strip()]
+    names = [n.strip() for n in sets.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in TEST_SETS]:
+        fail(f"--sets: unknown test set {unknown[0]!r}; choose from {', '.join(TEST_SETS)}", EXIT_USAGE)
+    size = size if size is not None or "llm" not in tiers else 600
+    items = {name: test_items(name, data, size, seed) for name in names}
     redactor = get_redactor()
-    with Progress(console=console) as progress:
-        task = progress.add_task(f"PersonaExt test ({len(rows)} rows, {extractor})", total=len(rows))
-        results = run_rows(rows, tier, redactor, lambda n=1: progress.advance(task, n))
-        summary = report(results)
-        if kvpi:
-            task = progress.add_task("KvPI zh (LIVES_IN / GENDER)", total=None)
-            summary["kvpi_zh"] = kvpi_scores(data, tier, redactor, lambda n=1: progress.advance(task, n))
-    summary.update({"data": str(data), "split": "test", "size": len(rows), "seed": seed, "extractor": extractor})
-    _print(console, summary)
+    summary: dict[str, Any] = {"data": str(data), "split": "test", "size": size, "seed": seed, "tiers": {}}
+    rows: list[dict[str, Any]] = []
+    for tier_name in tiers:
+        tier = _extractor(ctx, tier_name, backend, min_confidence)
+        per_set: dict[str, Any] = {}
+        with Progress(console=console) as progress:
+            for name, chosen in items.items():
+                task = progress.add_task(f"{name} test ({len(chosen)} rows, {tier_name})", total=len(chosen))
+                results = run_items(chosen, tier, redactor, lambda n=1, t=task: progress.advance(t, n))
+                per_set[name] = report(results) if name == "personaext" else set_summary(
+                    results, by_predicate=("LIVES_IN", "GENDER") if name == "kvpi-zh" else ())
+                rows += [{"tier": tier_name, "set": name, **r.model_dump()} for r in results]
+        summary["tiers"][tier_name] = per_set
+        if len(tiers) == 1 and "personaext" in per_set:
+            _print(console, {**per_set["personaext"], "extractor": tier_name, "split": "test",
+                             "size": len(items["personaext"])})
+    _print_sets(console, summary["tiers"])
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, ensure_ascii=False, indent=2))
         with out.with_suffix(".rows.jsonl").open("w", encoding="utf-8") as handle:
-            for r in results:
-                handle.write(r.model_dump_json() + "\n")
+            for r in rows:
+                handle.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _headline(per_set: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """(set or set/predicate) → P, R, F1, ECE, recall per predicate."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, s in per_set.items():
+        scores = s.get("scores", s)
+        recall = s.get("recall_by_predicate") or {k: v["recall"] for k, v in s.get("per_predicate", {}).items()
+                                                  if v.get("gold")}
+        out[name] = {**{k: scores[k] for k in ("precision", "recall", "f1")}, "ece": s["ece"], "by": recall}
+        for pred in ("LIVES_IN", "GENDER"):
+            if pred in s:
+                out[f"{name} {pred}"] = {**{k: s[pred][k] for k in ("precision", "recall", "f1")},
+                                         "ece": s[pred]["ece"], "by": {}}
+    return out
+
+
+def _print_sets(console: Any, tiers: dict[str, dict[str, Any]]) -> None:
+    heads = {tier: _headline(per_set) for tier, per_set in tiers.items()}
+    table = Table(title="Fact extraction by test set (test splits): P / R / F1 / ECE")
+    table.add_column("test set")
+    for tier in heads:
+        table.add_column(tier, justify="right")
+    keys = list(dict.fromkeys(k for h in heads.values() for k in h))
+    for key in keys:
+        table.add_row(key, *(" / ".join(f"{h[key][m]:.3f}" for m in ("precision", "recall", "f1", "ece"))
+                             if key in h else "-" for h in heads.values()))
+    console.print(table)
+    recall = Table(title="Recall per gold predicate (test splits)")
+    recall.add_column("test set")
+    recall.add_column("predicate")
+    for tier in heads:
+        recall.add_column(tier, justify="right")
+    for key in keys:
+        preds = sorted({p for h in heads.values() if key in h for p in h[key]["by"]})
+        for pred in preds:
+            recall.add_row(key, pred, *(str(h[key]["by"].get(pred, "-")) if key in h else "-" for h in heads.values()))
+    console.print(recall)
 
 
 def _print(console: Any, summary: dict[str, Any]) -> None:
@@ -216,8 +269,6 @@ def _print(console: Any, summary: dict[str, Any]) -> None:
         errors.add_row(e["kind"], e["predicted"], e["gold"], str(e["count"]))
     console.print(errors)
     console.print(f"ECE of fact confidence: {summary['ece']}; facts by tier: {summary['tiers']}")
-    if "kvpi_zh" in summary:
-        console.print(f"KvPI zh: {json.dumps(summary['kvpi_zh'])}")
 
 
 def sentiment(

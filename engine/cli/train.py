@@ -66,17 +66,19 @@ def facts(
     top_layers: int = typer.Option(4, min=1, max=12, help="Encoder layers adapted (the rest is a shared trunk)"),
     rank: int = typer.Option(8, min=1, help="LoRA rank"),
     templates: int = typer.Option(60, min=0, help="Template sentences per template over KB vocabulary (0: none)"),
-    max_train: int | None = typer.Option(None, help="Use at most this many PersonaExt training sentences"),
+    max_train: int | None = typer.Option(None, help="Use at most this many PersonaExt training sentences (seeded)"),
+    compounds: int = typer.Option(1500, min=0, help="Two-sentence English compounds (a third as many Chinese)"),
     calibrate_only: bool = typer.Option(
         False, "--calibrate-only", help="Keep the weights in --out; refit calibration and thresholds on dev"),
     resume: Path | None = typer.Option(None, "--resume", help="Start from the facts weights in this folder"),
 ) -> None:
-    """Facts as token tagging on PersonaExt's train split (+ templates), threshold and calibration on dev."""
+    """Facts as token tagging on the train splits of PersonaExt (+ checked silver labels), XPersona zh and
+    KvPI zh (+ templates, compounds); threshold and calibration on the dev splits."""
     import linkers
     from engine.extract.encoder.weights import PACKAGED, load_task
     from engine.train.loop import TrainConfig
     from engine.train.synthetic import template_examples
-    from engine.train.tasks import recalibrate_facts, train_facts
+    from engine.train.tasks import recalibrate_facts, resume_facts, train_facts
 
     if calibrate_only or resume:
         shape = load_task(resume or out or PACKAGED, "facts")[0].shape
@@ -87,14 +89,14 @@ def facts(
         console.print(f"recalibrated on dev: {json.dumps(dev)}")
         return
     if resume:
-        model.load_task_state("facts", load_task(resume, "facts")[1])
+        resume_facts(model, load_task(resume, "facts")[1])
     extra = template_examples(linkers.get_kb(), per_template=templates, seed=seed) if templates else []
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     target = out or PACKAGED
     with progress_bar() as bar:
         task_id = bar.add_task("training facts", total=None)
         report = train_facts(model, base.tokenizer, data, target, config, extra_examples=extra, max_train=max_train,
-                             progress=_bar_progress(bar, task_id), base_sha256=sha)
+                             compounds=compounds, progress=_bar_progress(bar, task_id), base_sha256=sha)
     _report(report, target)
 
 
@@ -124,3 +126,51 @@ def sentiment(
                                  per_language=per_language, progress=_bar_progress(bar, task_id),
                                  base_sha256=sha)
     _report(report, target)
+
+
+@train_app.command("project-xpersona")
+def project_xpersona(
+    ctx: typer.Context,
+    xpersona: Path = typer.Argument(..., help="HLTCHKUST/Xpersona's dataset/ folder (En_persona_test.json, "
+                                              "Zh_persona_split_{test,valid}_human_annotated.json)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    out: Path | None = typer.Option(None, "--out", help="Default: engine/corpora/data/xpersona_zh.jsonl"),
+) -> None:
+    """Project English fact labels (PersonaExt, else the English tagger) onto XPersona's Chinese sentences."""
+    from engine.corpora.xpersona import PROJECTED, XpersonaError, read_pairs
+    from engine.extract.encoder import load_base, load_encoder
+    from engine.train.project import project_pairs
+
+    settings = settings_of(ctx)
+    data = data_dir or settings.data.root
+    try:
+        pairs = read_pairs(xpersona)
+    except (FileNotFoundError, XpersonaError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    rows = project_pairs(pairs, data, load_base(settings.model_cache), load_encoder(settings.model_cache),
+                         progress=console.print)
+    target = out or PROJECTED
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    console.print(f"wrote {len(rows)} rows to {target}")
+
+
+@train_app.command("silver")
+def silver(
+    ctx: typer.Context,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    out: Path | None = typer.Option(None, "--out", help="Default: engine/corpora/data/silver_en.jsonl"),
+) -> None:
+    """Checked silver labels (AGE_BAND, WORKS_AS, FROM_PLACE, SPEAKS, GENDER) on PersonaExt training sentences."""
+    from collections import Counter
+
+    from engine.train.silver import SILVER, label
+
+    settings = settings_of(ctx)
+    rows = label(data_dir or settings.data.root)
+    target = out or SILVER
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    kept = Counter(s.predicate for r in rows for s in r.silver)
+    rejected = Counter(why for r in rows for _, _, why in r.rejected)
+    console.print(f"{len(rows)} sentences; kept {dict(kept)}; rejected {dict(rejected)}; wrote {target}")

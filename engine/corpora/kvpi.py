@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from engine.corpora.splits import Split, split_of
+
 FILE = Path("consistency") / "kvpi_test.jsonl"
 GENDER_WORDS = {
     "female": ("女生", "女孩", "女人", "女的", "妹子", "姑娘", "女性", "小姐姐", "闺女"),
@@ -25,6 +27,22 @@ class KvpiFact(BaseModel):
     text: str
     predicate: str  # LIVES_IN | GENDER
     objects: list[str]  # any of these counts as the gold object (place names; or the gender value)
+
+    @property
+    def split(self) -> Split:
+        return split_of(self.text)
+
+    def span(self) -> tuple[int, int] | None:
+        """Where the text states it: the first place name, or the first gender word."""
+        if self.predicate == "LIVES_IN":
+            words = [w for p in self.objects for w in (p, p.rstrip("市省区县")) if len(w) >= 2]
+        else:
+            words = list(GENDER_WORDS.get(self.objects[0], ()))
+        found = [(self.text.find(w), -len(w), w) for w in words if w in self.text]
+        if not found:
+            return None
+        start, _, word = min(found)
+        return start, start + len(word)
 
 
 def _profile(raw: str) -> dict[str, str]:

@@ -14,7 +14,11 @@ Scoring (documented, lenient as in notes/llm-baseline.md):
 - precision = matched predictions / all predictions; PersonaExt labels one fact per sentence,
   so a true but unlabelled second fact counts against precision: it is a lower bound;
 - recall = gold facts matched / gold facts.
-The zh measure reads KvPI: entailed responses that state a location or gender (`engine.corpora.kvpi`).
+Further test sets, each scored the same way (`test_sets`): XPersona's Chinese translations with the
+English labels projected onto them (`engine/train/project.py`; Chinese objects match when one contains
+the other), and KvPI's entailed responses that state a location or gender (`engine.corpora.kvpi`),
+where precision counts only predictions of the predicate scored (its rows label nothing else). Every
+set reports recall per gold predicate and the ECE of the confidences.
 """
 
 from __future__ import annotations
@@ -50,11 +54,32 @@ class Prediction(BaseModel):
     match: bool = False
 
 
+class GoldFact(BaseModel):
+    predicates: list[str]  # any of these counts as correct
+    object: str
+    also: list[str] = Field(default_factory=list)  # other names that count (KvPI: province and city)
+
+    def matched_by(self, predicate: str, obj: str, lang: str) -> bool:
+        return any(fact_matches(predicate, obj, self.predicates, o, lang) for o in (self.object, *self.also))
+
+
+class GoldItem(BaseModel):
+    """A test sentence with its gold facts (one per PersonaExt row; all of a sentence elsewhere)."""
+
+    text: str
+    lang: str
+    relation: str  # the source's own label (PersonaExt relation; the predicate elsewhere)
+    gold: list[GoldFact]
+
+
 class RowResult(BaseModel):
     sentence: str
     relation: str
     gold_predicates: list[str]
     gold_object: str
+    lang: str = "en"
+    gold: list[GoldFact] = Field(default_factory=list)
+    found: list[bool] = Field(default_factory=list)  # per gold fact: matched by a prediction
     predictions: list[Prediction] = Field(default_factory=list)
     dropped: dict[str, int] = Field(default_factory=dict)
     valid_first_try: bool = True
@@ -118,13 +143,45 @@ def literal_value(predicate: str, obj: str) -> str | None:
         return None
 
 
-def fact_matches(predicate: str, obj: str, gold_predicates: tuple[str, ...], gold_object: str) -> bool:
+_ZH_STRIP = "，。！？、；：,.!?;:\"'“”‘’ "
+
+
+def zh_objects_match(pred: str, gold: str) -> bool:
+    """Chinese has no spaces to compare words by: equal, or one contains the other."""
+    a, b = pred.strip(_ZH_STRIP), gold.strip(_ZH_STRIP)
+    return bool(a and b) and (a in b or b in a)
+
+
+def fact_matches(predicate: str, obj: str, gold_predicates: tuple[str, ...] | list[str], gold_object: str,
+                 lang: str = "en") -> bool:
     if predicate not in gold_predicates:
         return False
     gold_literal = literal_value(predicate, gold_object)
+    same = zh_objects_match if lang == "zh" else objects_match
     if gold_literal is not None:
-        return literal_value(predicate, obj) == gold_literal or objects_match(obj, gold_object)
-    return objects_match(obj, gold_object)
+        return literal_value(predicate, obj) == gold_literal or same(obj, gold_object)
+    return same(obj, gold_object)
+
+
+def personaext_items(rows: list[PersonaRow]) -> list[GoldItem]:
+    return [GoldItem(text=r.sentence, lang="en", relation=r.relation,
+                     gold=[GoldFact(predicates=list(RELATION_MAP[r.relation] or ()), object=r.object)]) for r in rows]
+
+
+def xpersona_items(split: str = "test") -> list[GoldItem]:
+    """XPersona zh sentences of `split` with at least one projected fact."""
+    from engine.corpora.xpersona import read_projected
+
+    return [GoldItem(text=r.zh, lang="zh", relation=r.spans[0].predicate,
+                     gold=[GoldFact(predicates=[s.predicate], object=s.text) for s in r.spans])
+            for r in read_projected() if r.split == split and r.spans]
+
+
+def kvpi_items(data_dir: Path, split: str = "test") -> list[GoldItem]:
+    """KvPI zh responses of `split` that state a location or gender (any of the names counts)."""
+    return [GoldItem(text=f.text, lang="zh", relation=f.predicate,
+                     gold=[GoldFact(predicates=[f.predicate], object=f.objects[0], also=f.objects[1:])])
+            for f in read_kvpi_facts(data_dir) if f.split == split]
 
 
 def extract_all(texts: list[str], langs: list[str], extractor: Any, progress: Any = None) -> list[Any]:
@@ -144,27 +201,31 @@ def extract_all(texts: list[str], langs: list[str], extractor: Any, progress: An
     return out
 
 
-def run_rows(rows: list[PersonaRow], extractor: Any, redactor: Any, progress: Any = None) -> list[RowResult]:
+def run_items(items: list[GoldItem], extractor: Any, redactor: Any, progress: Any = None) -> list[RowResult]:
     started = time.perf_counter()
-    texts = [redactor.redact(row.sentence, "en").text for row in rows]
-    results = extract_all(texts, ["en"] * len(texts), extractor, progress)
-    per_row = (time.perf_counter() - started) / max(len(rows), 1)
+    texts = [redactor.redact(item.text, item.lang).text for item in items]
+    results = extract_all(texts, [item.lang for item in items], extractor, progress)
+    per_row = (time.perf_counter() - started) / max(len(items), 1)
     out: list[RowResult] = []
-    for row, res in zip(rows, results, strict=True):
-        gold_preds = RELATION_MAP[row.relation] or ()
+    for item, res in zip(items, results, strict=True):
         result = RowResult(
-            sentence=row.sentence, relation=row.relation, gold_predicates=list(gold_preds),
-            gold_object=row.object, dropped=res.dropped, valid_first_try=res.valid_first_try,
-            error=res.error, llm_calls=res.llm_calls, prompt_tokens=res.prompt_tokens,
-            completion_tokens=res.completion_tokens, seconds=per_row,
+            sentence=item.text, relation=item.relation, gold_predicates=item.gold[0].predicates,
+            gold_object=item.gold[0].object, lang=item.lang, gold=item.gold, dropped=res.dropped,
+            valid_first_try=res.valid_first_try, error=res.error, llm_calls=res.llm_calls,
+            prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens, seconds=per_row,
         )
         for fact in res.facts:
             result.predictions.append(Prediction(
                 predicate=fact.predicate, object=fact.object, confidence=fact.confidence, tier=fact.tier,
-                match=fact_matches(fact.predicate, fact.object, gold_preds, row.object),
-            ))
+                match=any(g.matched_by(fact.predicate, fact.object, item.lang) for g in item.gold)))
+        result.found = [any(g.matched_by(p.predicate, p.object, item.lang) for p in result.predictions)
+                        for g in item.gold]
         out.append(result)
     return out
+
+
+def run_rows(rows: list[PersonaRow], extractor: Any, redactor: Any, progress: Any = None) -> list[RowResult]:
+    return run_items(personaext_items(rows), extractor, redactor, progress)
 
 
 class ExtractionScores(BaseModel):
@@ -176,19 +237,47 @@ class ExtractionScores(BaseModel):
     f1: float
 
 
-def score(results: list[RowResult], min_confidence: float = 0.0) -> ExtractionScores:
-    predictions = [p for r in results for p in r.predictions if p.confidence >= min_confidence]
+def _found(r: RowResult, min_confidence: float) -> int:
+    return sum(any(p.confidence >= min_confidence and g.matched_by(p.predicate, p.object, r.lang)
+                   for p in r.predictions) for g in r.gold)
+
+
+def score(results: list[RowResult], min_confidence: float = 0.0, only: str | None = None) -> ExtractionScores:
+    """P / R / F1 over the results; `only`: count just that predicate's predictions and gold facts."""
+    predictions = [p for r in results for p in r.predictions
+                   if p.confidence >= min_confidence and (only is None or p.predicate == only)]
     tp_pred = sum(p.match for p in predictions)
-    tp_gold = sum(
-        any(p.match and p.confidence >= min_confidence for p in r.predictions) for r in results
-    )
+    gold = sum(len(r.gold) for r in results if only is None or r.relation == only)
+    tp_gold = sum(_found(r, min_confidence) for r in results if only is None or r.relation == only)
     precision = tp_pred / len(predictions) if predictions else 0.0
-    recall = tp_gold / len(results) if results else 0.0
+    recall = tp_gold / gold if gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return ExtractionScores(
         rows=len(results), min_confidence=min_confidence, predictions=len(predictions),
         precision=round(precision, 4), recall=round(recall, 4), f1=round(f1, 4),
     )
+
+
+def per_predicate(results: list[RowResult]) -> dict[str, dict[str, float]]:
+    """Per predicate: gold facts, how many were found (recall), predictions and their precision."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in results:
+        for p in r.predictions:
+            counts[p.predicate]["predicted"] += 1
+            counts[p.predicate]["correct"] += int(p.match)
+        for g, hit in zip(r.gold, r.found, strict=True):
+            counts[g.predicates[0]]["gold"] += 1
+            counts[g.predicates[0]]["found"] += int(hit)
+    out: dict[str, dict[str, float]] = {}
+    for name, c in sorted(counts.items()):
+        out[name] = {**c, "precision": round(c["correct"] / c["predicted"], 3) if c["predicted"] else 0.0,
+                     "recall": round(c["found"] / c["gold"], 3) if c["gold"] else 0.0}
+    return out
+
+
+def calibration_error(results: list[RowResult], only: str | None = None) -> float:
+    chosen = [p for r in results for p in r.predictions if only is None or p.predicate == only]
+    return round(ece([p.confidence for p in chosen], [p.match for p in chosen]), 4)
 
 
 def report(results: list[RowResult]) -> dict[str, Any]:
@@ -198,19 +287,6 @@ def report(results: list[RowResult]) -> dict[str, Any]:
     for r in results:
         dropped.update(r.dropped)
     proposed = kept + sum(dropped.values())
-    per_pred: dict[str, Counter[str]] = defaultdict(Counter)
-    for r in results:
-        for p in r.predictions:
-            per_pred[p.predicate]["predicted"] += 1
-            per_pred[p.predicate]["correct"] += int(p.match)
-        for g in r.gold_predicates[:1]:
-            per_pred[g]["gold"] += 1
-            per_pred[g]["found"] += int(any(p.match for p in r.predictions))
-    for c in per_pred.values():
-        c["precision"] = round(c["correct"] / c["predicted"], 3) if c["predicted"] else 0.0
-        c["recall"] = round(c["found"] / c["gold"], 3) if c["gold"] else 0.0
-    confidences = [p.confidence for r in results for p in r.predictions]
-    matched = [p.match for r in results for p in r.predictions]
     return {
         "scores": score(results).model_dump(),
         "confidence_sweep": [score(results, t).model_dump() for t in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)],
@@ -224,8 +300,8 @@ def report(results: list[RowResult]) -> dict[str, Any]:
         "prompt_tokens_per_doc": round(sum(r.prompt_tokens for r in results) / n, 1),
         "completion_tokens_per_doc": round(sum(r.completion_tokens for r in results) / n, 1),
         "seconds_per_doc": round(sum(r.seconds for r in results) / n, 3),
-        "per_predicate": {k: dict(v) for k, v in sorted(per_pred.items())},
-        "ece": round(ece(confidences, matched), 4),
+        "per_predicate": per_predicate(results),
+        "ece": calibration_error(results),
         "errors": confusion(results),
         "tiers": dict(Counter(p.tier or "?" for r in results for p in r.predictions)),
     }
@@ -243,26 +319,38 @@ def confusion(results: list[RowResult], top: int = 12) -> list[dict[str, Any]]:
                 errors[("wrong predicate", p.predicate, gold)] += 1
             else:
                 errors[("wrong object", p.predicate, gold)] += 1
-        if not any(p.match for p in r.predictions):
+        if not any(r.found):
             errors[("missed", "-", gold)] += 1
     return [{"kind": k, "predicted": p, "gold": g, "count": n} for (k, p, g), n in errors.most_common(top)]
 
 
-def kvpi_scores(data_dir: Path, extractor: Any, redactor: Any, progress: Any = None) -> dict[str, Any]:
-    """zh LIVES_IN / GENDER from KvPI's entailed responses: P / R / F1 per predicate."""
-    gold = list(read_kvpi_facts(data_dir))
-    texts = [redactor.redact(g.text, "zh").text for g in gold]
-    results = extract_all(texts, ["zh"] * len(texts), extractor, progress)
-    out: dict[str, Any] = {}
-    for predicate in ("LIVES_IN", "GENDER"):
-        pairs = [(g, r) for g, r in zip(gold, results, strict=True) if g.predicate == predicate]
-        predicted = hits = found = 0
-        for g, r in pairs:
-            preds = [f for f in r.facts if f.predicate == predicate]
-            ok = [f for f in preds if any(o in f.object or f.object in o for o in g.objects if f.object)]
-            predicted, hits, found = predicted + len(preds), hits + len(ok), found + bool(ok)
-        p = hits / predicted if predicted else 0.0
-        rc = found / len(pairs) if pairs else 0.0
-        out[predicate] = {"gold": len(pairs), "predicted": predicted, "precision": round(p, 4),
-                          "recall": round(rc, 4), "f1": round(2 * p * rc / (p + rc), 4) if p + rc else 0.0}
+def set_summary(results: list[RowResult], *, by_predicate: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One test set's headline: P / R / F1, ECE, recall per gold predicate (and per-predicate
+    scores where a set labels only some predicates, as KvPI does)."""
+    out: dict[str, Any] = {**score(results).model_dump(), "ece": calibration_error(results),
+                           "recall_by_predicate": {k: v["recall"] for k, v in per_predicate(results).items()
+                                                   if v.get("gold")}}
+    for name in by_predicate:
+        chosen = [r for r in results if r.relation == name]
+        out[name] = {**score(chosen, only=name).model_dump(), "ece": calibration_error(chosen, only=name)}
     return out
+
+
+TEST_SETS = ("personaext", "xpersona-zh", "kvpi-zh")
+
+
+def sample(items: list[GoldItem], size: int | None, seed: int) -> list[GoldItem]:
+    if size is None or size >= len(items):
+        return items
+    return random.Random(seed).sample(items, size)  # noqa: S311 - seeded sampling, not crypto
+
+
+def test_items(name: str, data_dir: Path, size: int | None, seed: int) -> list[GoldItem]:
+    """The test split of one set (a seeded sample of `size`; PersonaExt's stratified by relation)."""
+    if name == "personaext":
+        return personaext_items(test_rows(data_dir, size, seed))
+    if name == "xpersona-zh":
+        return sample(xpersona_items("test"), size, seed)
+    if name == "kvpi-zh":
+        return sample(kvpi_items(data_dir, "test"), size, seed)
+    raise ValueError(f"unknown test set {name!r}; choose from {', '.join(TEST_SETS)}")

@@ -9,6 +9,19 @@ from pathlib import Path
 
 from engine.corpora.splits import SHARES, SPLIT_SEED
 
+# Every source a facts model can be trained from: (name, what, licence).
+FACT_SOURCES: dict[str, tuple[str, str]] = {
+    "personaext": ("PersonaExt (Cyn7hia/PAED @ f34db8e), English persona utterances, gold object spans",
+                   "as distributed with PAED (research use; eval data of ../shared/data)"),
+    "silver_en": ("PersonaExt training sentences with extra facts a pattern teacher proposed, kept only inside "
+                  "the KB range or when the literal normalises (`persona train silver`)", "as PersonaExt"),
+    "xpersona_zh": ("XPersona (HLTCHKUST/Xpersona @ 1da049a1) human-translated Chinese persona dialogues, "
+                    "English labels projected by similarity alignment (`persona train project-xpersona`)", "MIT"),
+    "kvpi_zh": ("KvPI (songhaoyu/KvPI @ 9aa4142) entailed responses stating a location or gender", "Apache-2.0"),
+    "templates": ("template sentences over the shipped KB's labels (Wikidata-derived)", "CC0 facts / KB notices"),
+    "compounds": ("two real training sentences of one language joined", "as their sources"),
+}
+
 
 def write_card(folder: Path, report) -> Path:  # noqa: ANN001 - engine.train.tasks.TaskReport
     meta = report.meta
@@ -30,6 +43,9 @@ def write_card(folder: Path, report) -> Path:  # noqa: ANN001 - engine.train.tas
         "| part | rows |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in report.sizes.items()],
         "",
+        *(["| source | what | licence |", "|---|---|---|",
+           *[f"| {k} | {what} | {lic} |" for k, (what, lic) in FACT_SOURCES.items()], ""]
+          if report.task == "facts" else []),
         "## Training",
         "",
         "| epoch | train loss | dev | seconds |", "|---|---|---|---|",

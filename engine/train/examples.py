@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from engine.corpora import RELATION_MAP, Split, read_personaext, read_sentiment
+from engine.corpora import RELATION_MAP, Split, read_kvpi_facts, read_personaext, read_sentiment
 from engine.extract.encoder.tagging import TAGGED_PREDICATES, Span
 from engine.extract.encoder.tasks import SENTIMENT_LABELS
 
@@ -33,17 +33,39 @@ class SentimentExample(BaseModel):
 
 
 def personaext_examples(data_dir: Path) -> list[FactExample]:
-    """One example per sentence; relations outside the schema give sentences without a fact."""
-    out = []
+    """One example per sentence with all its rows' spans (PersonaExt repeats a sentence once per
+    relation); relations outside the schema give sentences without a fact."""
+    by_text: dict[str, FactExample] = {}
     for row in read_personaext(data_dir):
+        example = by_text.setdefault(row.sentence, FactExample(text=row.sentence, lang="en", split=row.split))
         predicates = RELATION_MAP.get(row.relation)
-        spans = []
         if predicates:
             predicate = TRAIN_PREDICATE.get(row.relation, predicates[0])
-            if predicate in TAGGED_PREDICATES:
-                start, end = row.object_span()
-                spans.append(Span(start=start, end=end, predicate=predicate))
-        out.append(FactExample(text=row.sentence, lang="en", split=row.split, spans=spans))
+            start, end = row.object_span()
+            if predicate in TAGGED_PREDICATES and not any(s.start < end and s.end > start for s in example.spans):
+                example.spans.append(Span(start=start, end=end, predicate=predicate))
+    for example in by_text.values():
+        example.spans.sort(key=lambda s: s.start)
+    return list(by_text.values())
+
+
+def xpersona_examples(path: Path | None = None) -> list[FactExample]:
+    """XPersona's Chinese sentences with the English labels projected onto them (committed file)."""
+    from engine.corpora.xpersona import PROJECTED, read_projected
+
+    return [FactExample(text=r.zh, lang="zh", split=r.split, source=f"xpersona-{r.source}",
+                        spans=[Span(start=s.start, end=s.end, predicate=s.predicate) for s in r.spans])
+            for r in read_projected(path or PROJECTED)]
+
+
+def kvpi_examples(data_dir: Path) -> list[FactExample]:
+    """KvPI's gold LIVES_IN / GENDER statements, the stated word as the span."""
+    out = []
+    for fact in read_kvpi_facts(data_dir):
+        where = fact.span()
+        if where is not None:
+            out.append(FactExample(text=fact.text, lang="zh", split=fact.split, source="kvpi",
+                                   spans=[Span(start=where[0], end=where[1], predicate=fact.predicate)]))
     return out
 
 

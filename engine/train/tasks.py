@@ -1,7 +1,8 @@
 """`persona train facts|sentiment`: reproduce the shipped task weights from ../shared/data.
 
-facts      PersonaExt train split (+ KB-vocabulary templates for what it lacks), early stopping on
-           the dev split's F1, Platt calibration and the confidence threshold chosen on dev
+facts      PersonaExt train split with checked LLM silver labels, XPersona zh (projected) and KvPI zh
+           train splits, KB-vocabulary templates and compounds of real sentences; early stopping on
+           the mean dev F1 over the three sets, Platt calibration and the threshold chosen on dev
 sentiment  zh / en / es train splits (balanced, capped per language), early stopping on the dev
            macro-F1 averaged over languages, temperature calibration on dev
 Test splits are never read here: `persona eval` reports on them.
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from engine.corpora import RELATION_MAP, PersonaRow, read_personaext
+from engine.corpora import RELATION_MAP, read_personaext
+from engine.eval.extraction import GoldItem
 from engine.extract.encoder.tagging import TAGS, decode_spans, encode_tags
 from engine.extract.encoder.tasks import SENTIMENT_LABELS, AdapterShape, EncoderTasks
 from engine.extract.encoder.weights import Calibration, TaskMeta, save_task
@@ -44,52 +46,77 @@ class TaskReport(BaseModel):
 
 # --- facts ------------------------------------------------------------------------------------
 
-
-def _dev_rows(data_dir: Path) -> list[PersonaRow]:
-    return [r for r in read_personaext(data_dir) if r.split == "dev"]
+Predictions = Sequence[Sequence[tuple[str, str, float]]]  # per item: (predicate, object, confidence)
 
 
-def score_facts(predictions: Sequence[Sequence[tuple[str, str, float]]], rows: Sequence[PersonaRow],
-                min_confidence: float = 0.0) -> dict[str, float]:
-    """The `persona eval extraction` scorer over rows whose relation is in the schema."""
-    from engine.eval.extraction import fact_matches
+class DevSet(BaseModel):
+    name: str
+    items: list[GoldItem]
 
-    n_pred = n_hit = rows_hit = n_rows = 0
-    for preds, row in zip(predictions, rows, strict=True):
-        gold = RELATION_MAP.get(row.relation)
-        if not gold:
-            continue
-        n_rows += 1
-        kept = [(p, o) for p, o, c in preds if c >= min_confidence]
-        hits = [fact_matches(p, o, gold, row.object) for p, o in kept]
+    @property
+    def texts(self) -> list[str]:
+        return [i.text for i in self.items]
+
+    @property
+    def langs(self) -> list[str]:
+        return [i.lang for i in self.items]
+
+
+def dev_sets(data_dir: Path) -> list[DevSet]:
+    """The dev split of every labelled set: PersonaExt (en), XPersona projected (zh), KvPI (zh)."""
+    from engine.eval.extraction import kvpi_items, personaext_items, xpersona_items
+
+    rows = [r for r in read_personaext(data_dir) if r.split == "dev" and RELATION_MAP.get(r.relation)]
+    return [DevSet(name="personaext", items=personaext_items(rows)),
+            DevSet(name="xpersona-zh", items=xpersona_items("dev")),
+            DevSet(name="kvpi-zh", items=kvpi_items(data_dir, "dev"))]
+
+
+def _matches(preds: Sequence[tuple[str, str, float]], item: GoldItem) -> list[bool]:
+    return [any(g.matched_by(p, o, item.lang) for g in item.gold) for p, o, _ in preds]
+
+
+def score_facts(predictions: Predictions, items: Sequence[GoldItem], min_confidence: float = 0.0) -> dict[str, float]:
+    """The `persona eval extraction` scorer: P over predictions, R over gold facts."""
+    n_pred = n_hit = found = n_gold = 0
+    for preds, item in zip(predictions, items, strict=True):
+        kept = [pc for pc in preds if pc[2] >= min_confidence]
         n_pred += len(kept)
-        n_hit += sum(hits)
-        rows_hit += any(hits)
+        n_hit += sum(_matches(kept, item))
+        n_gold += len(item.gold)
+        found += sum(any(g.matched_by(p, o, item.lang) for p, o, _ in kept) for g in item.gold)
     precision = n_hit / n_pred if n_pred else 0.0
-    recall = rows_hit / n_rows if n_rows else 0.0
+    recall = found / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "predictions": n_pred}
 
 
-def fact_predictions(extractor: Any, texts: Sequence[str], probs: Sequence[np.ndarray],
+def score_sets(predictions: dict[str, Predictions], sets: Sequence[DevSet], min_confidence: float) -> dict[str, Any]:
+    """Per set scores and `f1`, their mean: early stopping and the threshold weigh every language."""
+    per = {d.name: score_facts(predictions[d.name], d.items, min_confidence) for d in sets if d.items}
+    return {**per, "f1": round(float(np.mean([s["f1"] for s in per.values()])), 4)}
+
+
+def fact_predictions(extractor: Any, texts: Sequence[str], langs: Sequence[str], probs: Sequence[np.ndarray],
                      offsets: Sequence[Sequence[tuple[int, int]]]) -> list[list[tuple[str, str, float]]]:
     """(predicate, object, confidence) per text, through the extractor's own grounding."""
     out = []
-    for text, p, off in zip(texts, probs, offsets, strict=True):
-        facts, _ = extractor.facts_from_spans(text, "en", decode_spans(text, off, p))
+    for text, lang, p, off in zip(texts, langs, probs, offsets, strict=True):
+        facts, _ = extractor.facts_from_spans(text, lang, decode_spans(text, off, p))
         out.append([(f.predicate, f.object, f.confidence) for f in facts])
     return out
 
 
-def choose_threshold(predictions: Sequence[Sequence[tuple[str, str, float]]], rows: Sequence[PersonaRow]) -> float:
-    """The confidence threshold with the best dev F1 among those keeping precision ≥ MIN_PRECISION."""
+def choose_threshold(predictions: dict[str, Predictions], sets: Sequence[DevSet]) -> float:
+    """The confidence threshold with the best mean dev F1 among those keeping PersonaExt's dev
+    precision ≥ MIN_PRECISION."""
     grid = [round(t, 2) for t in np.arange(0.05, 0.96, 0.05)]
-    scored = [(t, score_facts(predictions, rows, t)) for t in grid]
-    ok = [(t, s) for t, s in scored if s["precision"] >= MIN_PRECISION] or scored
+    scored = [(t, score_sets(predictions, sets, t)) for t in grid]
+    ok = [(t, s) for t, s in scored if s["personaext"]["precision"] >= MIN_PRECISION] or scored
     return float(max(ok, key=lambda ts: ts[1]["f1"])[0])
 
 
-def choose_unsure_from(predictions: Sequence[Sequence[tuple[str, str, float]]], min_confidence: float) -> float:
+def choose_unsure_from(predictions: Predictions, min_confidence: float) -> float:
     """The lowest floor whose unsure band [floor, min_confidence) touches at most the budget's share
     of dev documents."""
     for floor in sorted({round(t, 2) for t in np.arange(0.05, min_confidence, 0.05)}):
@@ -100,16 +127,46 @@ def choose_unsure_from(predictions: Sequence[Sequence[tuple[str, str, float]]], 
     return float(min_confidence)
 
 
-def calibration_pairs(predictions: Sequence[Sequence[tuple[str, str, float]]], rows: Sequence[PersonaRow]):
-    from engine.eval.extraction import fact_matches
-
+def calibration_pairs(predictions: Predictions, items: Sequence[GoldItem]) -> tuple[list[float], list[bool]]:
     scores, correct = [], []
-    for preds, row in zip(predictions, rows, strict=True):
-        gold = RELATION_MAP.get(row.relation)
-        for p, o, c in preds:
-            scores.append(c)
-            correct.append(bool(gold) and fact_matches(p, o, gold, row.object))
+    for preds, item in zip(predictions, items, strict=True):
+        scores += [c for _, _, c in preds]
+        correct += _matches(preds, item)
     return scores, correct
+
+
+def _pooled(predictions: dict[str, Predictions], sets: Sequence[DevSet]) -> tuple[list[float], list[bool]]:
+    scores: list[float] = []
+    correct: list[bool] = []
+    for d in sets:
+        s, c = calibration_pairs(predictions[d.name], d.items)
+        scores, correct = scores + s, correct + c
+    return scores, correct
+
+
+def train_data(data_dir: Path, extra: Sequence[FactExample], rng: random.Random, *, compounds: int,
+               max_train: int | None = None, zh_repeat: int = 1) -> tuple[list[FactExample], dict[str, int]]:
+    """Training examples: PersonaExt (silver-labelled sentences replace their plain copy), XPersona
+    zh projected and KvPI zh (train splits, repeated `zh_repeat` times: there are few), templates,
+    and compounds of real sentences per language."""
+    from engine.train.examples import kvpi_examples, xpersona_examples
+    from engine.train.silver import silver_examples
+    from engine.train.synthetic import compound_examples
+
+    silver = silver_examples()
+    relabelled = {e.text for e in silver}
+    english = [e for e in personaext_examples(data_dir) if e.split == "train" and e.text not in relabelled]
+    if max_train is not None:  # a seeded sample: the file is ordered by relation
+        english = rng.sample(english, min(max_train, len(english)))
+    chinese = [e for e in [*xpersona_examples(), *kvpi_examples(data_dir)] if e.split == "train"]
+    real_en = [e for e in [*english, *silver] if e.spans]
+    composed = compound_examples(real_en, compounds, rng) + compound_examples(
+        [e for e in chinese if e.spans], compounds // 3, rng)
+    sizes = {"personaext": len(english), "silver_en": len(silver),
+             "xpersona_zh": sum(e.source.startswith("xpersona") for e in chinese),
+             "kvpi_zh": sum(e.source == "kvpi" for e in chinese), "templates": len(extra),
+             "compounds": len(composed)}
+    return [*english, *silver, *chinese * zh_repeat, *extra, *composed], sizes
 
 
 def train_facts(
@@ -118,52 +175,49 @@ def train_facts(
     progress: Progress | None = None, base_sha256: str | None = None,
 ) -> TaskReport:
     from engine.extract.encoder.extractor import EncoderExtractor
-    from engine.train.synthetic import compound_examples
 
     started = time.perf_counter()
-    examples = personaext_examples(data_dir)
-    train_ex = [e for e in examples if e.split == "train"][:max_train] + list(extra_examples)
-    # English documents that state several facts: PersonaExt sentences and templates, two at a time
-    english = [e for e in train_ex if e.lang == "en" and e.spans]
     rng = random.Random(config.seed)  # noqa: S311 - seeded sampling, not crypto
-    train_ex += compound_examples(english, compounds, rng) if english else []
-    rows = _dev_rows(data_dir)
+    train_ex, sizes = train_data(data_dir, extra_examples, rng, compounds=compounds, max_train=max_train)
+    sets = dev_sets(data_dir)
     cache = build_cache(model, tokenizer, [e.text for e in train_ex], max_tokens=config.max_tokens,
                         progress=progress)
     targets = [encode_tags(enc.offsets, e.spans) for enc, e in zip(cache.encoded, train_ex, strict=True)]
-    dev_cache = build_cache(model, tokenizer, [r.sentence for r in rows], max_tokens=config.max_tokens)
-    shape = model.shape
-    raw_meta = TaskMeta(task="facts", shape=shape.__dict__, labels=list(TAGS), thresholds={"min_confidence": 0.0})
+    dev_caches = {d.name: build_cache(model, tokenizer, d.texts, max_tokens=config.max_tokens) for d in sets}
+    raw_meta = TaskMeta(task="facts", shape=model.shape.__dict__, labels=list(TAGS), thresholds={"min_confidence": 0.0})
     grounding = EncoderExtractor(model, tokenizer, {"facts": raw_meta})
-    texts, offsets = [r.sentence for r in rows], [enc.offsets for enc in dev_cache.encoded]
 
-    def dev_predictions() -> list[list[tuple[str, str, float]]]:
-        return fact_predictions(grounding, texts, predict(model, "facts", dev_cache), offsets)
+    def dev_predictions() -> dict[str, Predictions]:
+        return {d.name: fact_predictions(grounding, d.texts, d.langs, predict(model, "facts", dev_caches[d.name]),
+                                         [enc.offsets for enc in dev_caches[d.name].encoded]) for d in sets}
 
     def evaluate() -> dict[str, Any]:
-        return score_facts(dev_predictions(), rows, 0.5)
+        return score_sets(dev_predictions(), sets, 0.5)
 
     result = train(model, "facts", cache, targets, evaluate, config, score_key="f1", progress=progress)
-    meta, dev = calibrate_facts(dev_predictions(), rows, raw_meta.model_copy(update={"base_sha256": base_sha256}))
+    meta, dev = calibrate_facts(dev_predictions(), sets, raw_meta.model_copy(update={"base_sha256": base_sha256}))
     save_task(out_dir, meta, model.task_state("facts"))
-    sizes = {"train_all": len(train_ex), "train_templates": len(extra_examples), "train_compounds": compounds,
-             "dev": len(rows)}
+    sizes = {**{f"train_{k}": v for k, v in sizes.items()}, "train_all": len(train_ex),
+             **{f"dev_{d.name}": len(d.items) for d in sets}}
     return TaskReport(task="facts", sizes=sizes, result=result, dev=dev, meta=meta,
                       seconds=round(time.perf_counter() - started, 1))
 
 
 def calibrate_facts(
-    predictions: list[list[tuple[str, str, float]]], rows: Sequence[PersonaRow], meta: TaskMeta
+    predictions: dict[str, Predictions], sets: Sequence[DevSet], meta: TaskMeta
 ) -> tuple[TaskMeta, dict[str, Any]]:
-    """Platt scaling, the confidence threshold and the cascade's unsure floor, all on dev."""
-    a, b = fit_platt(*calibration_pairs(predictions, rows))
+    """Platt scaling (pooled over the dev sets), the confidence threshold and the cascade's unsure
+    floor, all on dev; ECE per dev set."""
+    a, b = fit_platt(*_pooled(predictions, sets))
     calibration = Calibration(kind="platt", a=a, b=b)
-    calibrated = [[(p, o, calibration.apply(c)) for p, o, c in row] for row in predictions]
-    threshold = choose_threshold(calibrated, rows)
-    unsure_from = choose_unsure_from(calibrated, threshold)
-    scores, correct = calibration_pairs(calibrated, rows)
-    dev = {**score_facts(calibrated, rows, threshold), "ece": round(ece(scores, correct), 4),
-           "min_confidence": threshold, "unsure_from": unsure_from}
+    calibrated = {k: [[(p, o, calibration.apply(c)) for p, o, c in row] for row in v] for k, v in predictions.items()}
+    threshold = choose_threshold(calibrated, sets)
+    unsure_from = choose_unsure_from([row for v in calibrated.values() for row in v], threshold)
+    dev: dict[str, Any] = score_sets(calibrated, sets, threshold)
+    for d in sets:
+        if d.items:
+            dev[d.name]["ece"] = round(ece(*calibration_pairs(calibrated[d.name], d.items)), 4)
+    dev |= {"min_confidence": threshold, "unsure_from": unsure_from}
     thresholds = {"min_confidence": threshold, "unsure_from": unsure_from}
     metrics = {**meta.metrics, "dev": dev}
     return meta.model_copy(update={"calibration": calibration, "thresholds": thresholds, "metrics": metrics}), dev
@@ -178,15 +232,30 @@ def recalibrate_facts(
 
     meta, state = load_task(folder, "facts")
     model.load_task_state("facts", state)
-    rows = _dev_rows(data_dir)
-    cache = build_cache(model, tokenizer, [r.sentence for r in rows], max_tokens=max_tokens)
+    sets = dev_sets(data_dir)
     raw = meta.model_copy(update={"thresholds": {"min_confidence": 0.0}, "calibration": Calibration(kind="none")})
     grounding = EncoderExtractor(model, tokenizer, {"facts": raw})
-    preds = fact_predictions(grounding, [r.sentence for r in rows], predict(model, "facts", cache),
-                             [enc.offsets for enc in cache.encoded])
-    meta, dev = calibrate_facts(preds, rows, meta)
+    preds = {}
+    for d in sets:
+        cache = build_cache(model, tokenizer, d.texts, max_tokens=max_tokens)
+        preds[d.name] = fact_predictions(grounding, d.texts, d.langs, predict(model, "facts", cache),
+                                         [enc.offsets for enc in cache.encoded])
+    meta, dev = calibrate_facts(preds, sets, meta)
     save_task(folder, meta, state)
     return dev
+
+
+def resume_facts(model: EncoderTasks, state: dict[str, Any]) -> None:
+    """Start from saved facts weights; a head with fewer tags (an older tag set, a prefix of TAGS)
+    keeps its rows and the new tags start from the fresh head's."""
+    head = model.heads["facts"]
+    state = dict(state)
+    for key in ("head.weight", "head.bias"):
+        old, fresh = state[key], getattr(head, key.removeprefix("head.")).detach().clone()
+        if old.shape[0] < fresh.shape[0]:
+            fresh[: old.shape[0]] = old
+            state[key] = fresh
+    model.load_task_state("facts", state)
 
 
 # --- sentiment --------------------------------------------------------------------------------
