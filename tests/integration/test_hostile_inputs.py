@@ -64,7 +64,7 @@ def env(cli_env: dict[str, str], falkor_server: ServerStatus) -> dict[str, str]:
     import os
 
     return {**os.environ, **cli_env, "PYTHONPATH": str(ROOT),
-            "PERSONA_BROKER_URL": f"redis://127.0.0.1:{falkor_server.port}/1",
+            "PERSONA_BROKER_URL": f"redis://:{falkor_server.password}@127.0.0.1:{falkor_server.port}/1",
             "PERSONA_WORKER_QUEUE": f"q-{uuid.uuid4().hex[:8]}"}
 
 
