@@ -254,6 +254,7 @@ def object_span(text: str, start: int, end: int, sentence: tuple[int, int], lang
     kept = _edge_strip(_strip_quantity(_edge_strip(words, activity), lang), activity)
     if not kept:
         return SpanDecision(drop="empty_object")
-    if predicate.name not in STATE_PREDICATES and not _is_thing(kept, lang, activity, text[kept[0].start : kept[-1].end]):
+    start, end = kept[0].start, kept[-1].end
+    if predicate.name not in STATE_PREDICATES and not _is_thing(kept, lang, activity, text[start:end]):
         return SpanDecision(drop="not_a_thing")
-    return SpanDecision(start=kept[0].start, end=kept[-1].end)
+    return SpanDecision(start=start, end=end)
