@@ -15,6 +15,9 @@ turns such a span into the object a fact keeps, per language:
   "nurse money" as adjectives); a verb is a thing only as an activity (LIKES / DISLIKES / WANTS
   "跳舞", "hiking"), and in English only in a non-finite form ("I complained" states an act);
   what the author is may be an adjective ("diabetic", STATE_PREDICATES).
+- a complaint, a threat of a lawsuit or of the police is what the document does, not something the
+  author likes or owns: an object that is exactly a term of the shipped alert rules ("投诉",
+  "chargeback"; `escalation_rules.yaml`) is not a thing either (the document's alert says it).
 Literal predicates (gender, age, diet …) are left to `graph_schema.normalise_literal`.
 
 Spanish has no part-of-speech model in reach: its function words are the closed classes below, and
@@ -32,6 +35,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
+from engine.extract.alerts import get_alert_matcher
 from graph_schema import Predicate, Target
 
 # Predicates whose object may be an activity (a verb): the rest name places, things, roles.
@@ -256,5 +260,7 @@ def object_span(text: str, start: int, end: int, sentence: tuple[int, int], lang
         return SpanDecision(drop="empty_object")
     start, end = kept[0].start, kept[-1].end
     if predicate.name not in STATE_PREDICATES and not _is_thing(kept, lang, activity, text[start:end]):
+        return SpanDecision(drop="not_a_thing")
+    if get_alert_matcher(None).is_term(text[start:end]):
         return SpanDecision(drop="not_a_thing")
     return SpanDecision(start=start, end=end)

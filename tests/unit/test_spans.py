@@ -39,6 +39,8 @@ def normalised(text: str, obj: str, predicate: str, lang: str) -> str:
         ("en", "I just love to work out!", "work out", "LIKES", "work out"),
         # the tagger reads it as an adjective, the KB knows the colour by this very name
         ("en", "My favourite colour is blue.", "blue", "LIKES", "blue"),
+        # an alert term inside an object does not make it a complaint
+        ("en", "I work as a police officer.", "a police officer", "WORKS_AS", "police officer"),
         # what the author is may be an adjective
         ("en", "I am diabetic.", "diabetic", "HEALTH_CONDITION", "diabetic"),
         ("es", "Vivo en Madrid y tengo dos perros.", "dos perros", "HAS_PET", "perros"),
@@ -58,6 +60,8 @@ def test_spans_become_the_object_a_person_would_write(lang, text, obj, predicate
         ("en", "The delivery was so slow.", "slow", "DISLIKES"),
         ("en", "I complained to the manager.", "complained", "DISLIKES"),  # an act, not an activity
         ("en", "I ate it.", "ate", "LIKES"),
+        ("zh", "快递太慢了，客服态度很差，我要投诉。", "投诉", "DISLIKES"),  # the complaint is the alert's
+        ("en", "I will file a chargeback with my bank.", "chargeback", "OWNS"),
     ],
 )
 def test_qualities_and_acts_are_not_things(lang, text, obj, predicate) -> None:
