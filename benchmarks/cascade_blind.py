@@ -1,5 +1,6 @@
 """Where the encoder is blind: does the cascade gain by adding the LLM's facts on first-person
-statements of who the author is (`cascade.BLIND_CUES`)? Per predicate, on a split of PersonaExt.
+statements of who the author is that the encoder does not explain
+(`cascade.unexplained_self_statement`)? Per predicate, on a split of PersonaExt.
 
     PYTHONPATH=. .venv/bin/python benchmarks/cascade_blind.py --split dev [--cache /tmp/blind.json]
 
@@ -58,7 +59,7 @@ def main() -> None:
     from engine.config import Settings
     from engine.corpora import RELATION_MAP, read_personaext
     from engine.extract import make_tier
-    from engine.extract.cascade import BLIND_CUES, merge
+    from engine.extract.cascade import merge, unexplained_self_statement
     from engine.extract.types import ExtractionResult
     from engine.privacy import get_redactor
 
@@ -70,7 +71,7 @@ def main() -> None:
     enc = []
     for k in range(0, len(texts), 64):
         enc += encoder.extract_batch(texts[k : k + 64], ["en"] * len(texts[k : k + 64]))
-    blind = [i for i, t in enumerate(texts) if BLIND_CUES["en"].search(t)]
+    blind = [i for i, (t, r) in enumerate(zip(texts, enc, strict=True)) if unexplained_self_statement(t, "en", r)]
     print(f"PersonaExt {args.split}: {len(rows)} scored rows, {len(blind)} escalated as blind "
           f"({len(blind) / len(rows):.1%})")
 

@@ -56,6 +56,10 @@ BLIND_CUES: dict[str, re.Pattern[str]] = {
 }
 
 
+# How far after the cue a statement of who the author is reaches ("I'm a [retired school teacher]").
+STATEMENT_CHARS = 40
+
+
 class CascadePolicy(BaseModel):
     unsure_from: float = 0.2  # calibrated confidence where a tagged span starts to count as unsure
     sentiment_below: float = 0.6
@@ -82,10 +86,23 @@ def escalation_reasons(text: str, lang: str, result: ExtractionResult, policy: C
         f.predicate == "LIKES" for f in result.facts
     ) and label == "negative":
         reasons.append("disagreement")
-    cue = BLIND_CUES.get(lang)
-    if policy.llm_predicates.get(lang) and cue is not None and cue.search(text):
+    if policy.llm_predicates.get(lang) and unexplained_self_statement(text, lang, result):
         reasons.append("blind")
     return reasons
+
+
+def unexplained_self_statement(text: str, lang: str, result: ExtractionResult) -> bool:
+    """The author says who they are ("I'm a nurse", "我是老师") and no fact the encoder found (sure or
+    unsure) lies in the words that follow: "I'm a vegan" with DIET vegan needs no LLM."""
+    cue = BLIND_CUES.get(lang)
+    if cue is None:
+        return False
+    objects = [f.object.lower() for f in [*result.facts, *result.unsure]]
+    low = text.lower()
+    return any(
+        not any(low.find(obj, m.start(), m.end() + STATEMENT_CHARS) >= 0 for obj in objects)
+        for m in cue.finditer(text)
+    )
 
 
 def merge(encoder: ExtractionResult, llm: ExtractionResult, llm_predicates: Sequence[str] = ()) -> ExtractionResult:

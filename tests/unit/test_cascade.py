@@ -32,6 +32,10 @@ def test_who_the_author_is_escalates_where_the_llm_adds_predicates() -> None:
     # a language with no LLM predicates chosen, or a sentence that says nothing of who the author is
     assert escalation_reasons(text, "en", enc, policy(es=("WORKS_AS",))) == []
     assert escalation_reasons("I own an iPhone and I love it.", "en", enc, policy(en=("WORKS_AS",))) == []
+    # a statement the encoder already explains needs no LLM
+    vegan = result(("DIET", "vegan"))
+    assert escalation_reasons("I am a vegan.", "en", vegan, policy(en=("WORKS_AS",))) == []
+    assert escalation_reasons("I am a vegan. I'm a nurse.", "en", vegan, policy(en=("WORKS_AS",))) == ["blind"]
 
 
 def test_merge_adds_the_llms_facts_of_the_chosen_predicates_only() -> None:
