@@ -56,8 +56,8 @@ BLIND_CUES: dict[str, re.Pattern[str]] = {
 }
 
 
-# How far after the cue a statement of who the author is reaches ("I'm a [retired school teacher]").
-STATEMENT_CHARS = 40
+# Where after the cue the statement's object starts ("I'm a [huge] game of thrones fan").
+STATEMENT_CHARS = 12
 
 
 class CascadePolicy(BaseModel):
@@ -99,10 +99,8 @@ def unexplained_self_statement(text: str, lang: str, result: ExtractionResult) -
         return False
     objects = [f.object.lower() for f in [*result.facts, *result.unsure]]
     low = text.lower()
-    return any(
-        not any(low.find(obj, m.start(), m.end() + STATEMENT_CHARS) >= 0 for obj in objects)
-        for m in cue.finditer(text)
-    )
+    return any(not any(0 <= low.find(obj, m.end()) - m.end() <= STATEMENT_CHARS for obj in objects)
+               for m in cue.finditer(text))
 
 
 def merge(encoder: ExtractionResult, llm: ExtractionResult, llm_predicates: Sequence[str] = ()) -> ExtractionResult:

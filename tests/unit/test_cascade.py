@@ -36,6 +36,8 @@ def test_who_the_author_is_escalates_where_the_llm_adds_predicates() -> None:
     vegan = result(("DIET", "vegan"))
     assert escalation_reasons("I am a vegan.", "en", vegan, policy(en=("WORKS_AS",))) == []
     assert escalation_reasons("I am a vegan. I'm a nurse.", "en", vegan, policy(en=("WORKS_AS",))) == ["blind"]
+    nurse = "I'm a nurse and I own an iPhone."  # a fact further on says nothing about the statement
+    assert escalation_reasons(nurse, "en", result(("OWNS", "iPhone")), policy(en=("WORKS_AS",))) == ["blind"]
 
 
 def test_merge_adds_the_llms_facts_of_the_chosen_predicates_only() -> None:
