@@ -2,22 +2,24 @@
 statements of who the author is that the encoder does not explain
 (`cascade.unexplained_self_statement`)? Per predicate, on a split of PersonaExt.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/cascade_blind.py --split dev [--cache /tmp/blind.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/cascade_blind.py --split dev --llm-rows 30 [--cache F]
 
-For every scored row of the split (the eval's rows and scorer, `engine/eval/extraction.py`) the
-encoder runs; the LLM runs only on the rows the blind cue escalates (their share is printed). Then,
-per candidate predicate P, P/R/F1 of P over the whole split for the encoder alone and for the
-encoder plus the LLM's P facts on the escalated rows (`cascade.merge`). A predicate goes into
-`cascade.LLM_PREDICATES` when the second is at least as good on dev and better in recall; test is
-printed for the record. PersonaExt labels one fact per sentence, so a true but unlabelled fact counts
-as wrong: precision is a lower bound, for both tiers alike. `--cache` keeps the LLM's answers per
-sentence (the LLM is slow), so a rerun costs only the encoder.
+The encoder reads the scored rows of the split (the eval's rows and scorer, `engine/eval/extraction.py`)
+where a statement cue fires; the rows it leaves unexplained are the ones the cascade escalates (their
+share of the split is printed). The LLM reads a seeded sample of `--llm-rows` of them (it is slow).
+On those rows, per candidate predicate P: the facts of P the LLM adds to the encoder's
+(`cascade.merge`), how many match the gold and how many do not, and P/R/F1 of P for the encoder and
+the cascade on the same rows. A predicate goes into `cascade.LLM_PREDICATES` when on dev its added
+facts are right more often than wrong (then F1 cannot fall while recall rises); test is printed
+for the record. PersonaExt labels one fact per sentence, so a true but unlabelled fact counts as
+wrong: every precision here is a lower bound. `--cache` keeps the LLM's answers per sentence.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -49,55 +51,75 @@ def per_predicate(rows, results, predicate: str) -> tuple[float, float, float, i
     return (*prf(tp, predicted, found, gold), predicted)
 
 
+def added(rows, before, after, predicate: str) -> tuple[int, int]:
+    """Facts of `predicate` in `after` but not in `before`: how many match the row's gold, how many not."""
+    from engine.corpora import RELATION_MAP
+    from engine.eval.extraction import fact_matches
+
+    right = wrong = 0
+    for row, b, a in zip(rows, before, after, strict=True):
+        old = {(f.predicate, f.object) for f in b.facts}
+        for f in a.facts:
+            if f.predicate == predicate and (f.predicate, f.object) not in old:
+                hit = fact_matches(f.predicate, f.object, RELATION_MAP[row.relation] or (), row.object)
+                right, wrong = right + hit, wrong + (not hit)
+    return right, wrong
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--llm-rows", type=int, default=30, help="escalated rows the LLM reads (seeded sample)")
+    parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--cache", type=Path, default=None, help="JSON file of the LLM's answers per sentence")
     args = parser.parse_args()
 
     from engine.config import Settings
     from engine.corpora import RELATION_MAP, read_personaext
     from engine.extract import make_tier
-    from engine.extract.cascade import merge, unexplained_self_statement
+    from engine.extract.cascade import BLIND_CUES, merge, unexplained_self_statement
     from engine.extract.types import ExtractionResult
     from engine.privacy import get_redactor
 
     settings = Settings.from_env()
     rows = [r for r in read_personaext(args.data_dir) if r.split == args.split and RELATION_MAP.get(r.relation)]
     redactor = get_redactor()
-    texts = [redactor.redact(r.sentence, "en").text for r in rows]
+    cued = [(r, t) for r in rows if BLIND_CUES["en"].search(t := redactor.redact(r.sentence, "en").text)]
     encoder = make_tier("encoder", settings.llm, model_cache=settings.model_cache)
-    enc = []
-    for k in range(0, len(texts), 64):
-        enc += encoder.extract_batch(texts[k : k + 64], ["en"] * len(texts[k : k + 64]))
-    blind = [i for i, (t, r) in enumerate(zip(texts, enc, strict=True)) if unexplained_self_statement(t, "en", r)]
-    print(f"PersonaExt {args.split}: {len(rows)} scored rows, {len(blind)} escalated as blind "
-          f"({len(blind) / len(rows):.1%})")
+    enc = encoder.extract_batch([t for _, t in cued], ["en"] * len(cued))
+    escalated = [(r, t, e) for (r, t), e in zip(cued, enc, strict=True) if unexplained_self_statement(t, "en", e)]
+    sample = random.Random(args.seed).sample(escalated, min(args.llm_rows, len(escalated)))  # noqa: S311
+    print(f"PersonaExt {args.split}: {len(rows)} scored rows, {len(escalated)} escalated as blind "
+          f"({len(escalated) / len(rows):.1%}); the LLM reads {len(sample)} of them")
 
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else {}
-    todo = [i for i in blind if texts[i] not in cache]
+    todo = [t for _, t, _ in sample if t not in cache]
     if todo:
         llm = make_tier("llm", settings.llm, model_cache=settings.model_cache)
         started = time.perf_counter()
-        for i in todo:
-            cache[texts[i]] = llm.extract(texts[i], "en").model_dump(mode="json")
+        for text in todo:
+            cache[text] = llm.extract(text, "en").model_dump(mode="json")
             if args.cache:
                 args.cache.write_text(json.dumps(cache, ensure_ascii=False))
         print(f"LLM: {len(todo)} documents in {time.perf_counter() - started:.0f} s")
-    llm_results = {i: ExtractionResult.model_validate(cache[texts[i]]) for i in blind}
+    sample_rows = [r for r, _, _ in sample]
+    encoder_results = [e for _, _, e in sample]
+    llm_results = [ExtractionResult.model_validate(cache[t]) for _, t, _ in sample]
 
-    print(f"\n{'predicate':<11} {'encoder P / R / F1 (n)':<28} {'+ LLM on blind P / R / F1 (n)':<32} verdict")
+    print(f"\n{'predicate':<11} {'added right / wrong':<20} {'encoder P / R / F1':<22} "
+          f"{'cascade P / R / F1':<22} verdict")
     chosen = []
     for predicate in CANDIDATES:
-        cascade = [merge(r, llm_results[i], (predicate,)) if i in llm_results else r for i, r in enumerate(enc)]
-        ep, er, ef, en = per_predicate(rows, enc, predicate)
-        cp, cr, cf, cn = per_predicate(rows, cascade, predicate)
-        better = cf >= ef and cr > er
+        cascade = [merge(e, m, (predicate,)) for e, m in zip(encoder_results, llm_results, strict=True)]
+        right, wrong = added(sample_rows, encoder_results, cascade, predicate)
+        ep, er, ef, _ = per_predicate(sample_rows, encoder_results, predicate)
+        cp, cr, cf, _ = per_predicate(sample_rows, cascade, predicate)
+        better = right > wrong
         chosen += [predicate] if better else []
-        print(f"{predicate:<11} {ep:.3f} / {er:.3f} / {ef:.3f} ({en:>4})     {cp:.3f} / {cr:.3f} / {cf:.3f} ({cn:>4})"
-              f"       {'LLM adds' if better else '-'}")
-    print(f"\nbetter with the LLM on {args.split}: {', '.join(chosen) or 'none'}")
+        print(f"{predicate:<11} {right:>5} / {wrong:<12} {ep:.2f} / {er:.2f} / {ef:.2f}     "
+              f"{cp:.2f} / {cr:.2f} / {cf:.2f}     {'LLM adds' if better else '-'}")
+    print(f"\nthe LLM's added facts are right more often than wrong on {args.split}: {', '.join(chosen) or 'none'}")
 
 
 if __name__ == "__main__":
