@@ -6,9 +6,9 @@ A document goes to the LLM when (thresholds chosen on dev, stored with the encod
 - the sentiment's calibrated confidence is below the escalation threshold;
 - it is long, or in a language the encoder was not measured on;
 - tagger and sentiment disagree (a DISLIKES fact in a positive text, a LIKES fact in a negative one);
-- the author says who they are (job, origin, age, gender: "I'm a …", "我是…", "soy …") in a language
-  where the encoder is blind to such facts (`BLIND_CUES`; it never learnt WORKS_AS, FROM_PLACE,
-  AGE_BAND, GENDER from its training data).
+- the author says who they are (job, origin, age, gender: "I'm a …", `BLIND_CUES`), no encoder fact
+  explains it (it never learnt WORKS_AS, FROM_PLACE, AGE_BAND, GENDER), and the LLM measured better
+  on such facts in that language (`CascadePolicy.llm_predicates`).
 For an escalated document the LLM decides: an unsure span is kept when the LLM states the same
 object too (with the LLM's predicate), sure encoder facts stay, the LLM's facts of the predicates
 it measured better on (`CascadePolicy.llm_predicates`, per language, chosen on dev) are added, and
@@ -114,10 +114,8 @@ def merge(encoder: ExtractionResult, llm: ExtractionResult, llm_predicates: Sequ
             confirmed.append(match.model_copy(update={"confidence": max(match.confidence, span.confidence),
                                                       "tier": "llm"}))
             have.add(match.object.lower())
-    stated = {(f.predicate, f.object.lower()) for f in sure}
     for fact in llm.facts:
-        if fact.predicate in llm_predicates and fact.object.lower() not in have and \
-                (fact.predicate, fact.object.lower()) not in stated:
+        if fact.predicate in llm_predicates and fact.object.lower() not in have:
             confirmed.append(fact.model_copy(update={"tier": "llm"}))
             have.add(fact.object.lower())
     sentiment = llm.sentiment if llm.error is None and llm.sentiment.confidence > encoder.sentiment.confidence \
