@@ -9,10 +9,11 @@ where a statement cue fires; the rows it leaves unexplained are the ones the cas
 share of the split is printed). The LLM reads a seeded sample of `--llm-rows` of them (it is slow).
 On those rows, per candidate predicate P: the facts of P the LLM adds to the encoder's
 (`cascade.merge`), how many match the gold and how many do not, and P/R/F1 of P for the encoder and
-the cascade on the same rows. A predicate goes into `cascade.LLM_PREDICATES` when on dev its added
-facts are right more often than wrong (then F1 cannot fall while recall rises); test is printed
-for the record. PersonaExt labels one fact per sentence, so a true but unlabelled fact counts as
-wrong: every precision here is a lower bound. `--cache` keeps the LLM's answers per sentence.
+the cascade on the same rows. PersonaExt labels one fact per sentence: an added fact of a relation the
+gold does not label is listed as unjudged (read them), one the gold labels otherwise is wrong. A
+predicate goes into `cascade.LLM_PREDICATES` when on dev its added facts are right more often than
+wrong, judged ones and read ones together; test is printed for the record. `--cache` keeps the
+LLM's answers per sentence.
 """
 
 from __future__ import annotations
@@ -51,19 +52,25 @@ def per_predicate(rows, results, predicate: str) -> tuple[float, float, float, i
     return (*prf(tp, predicted, found, gold), predicted)
 
 
-def added(rows, before, after, predicate: str) -> tuple[int, int]:
-    """Facts of `predicate` in `after` but not in `before`: how many match the row's gold, how many not."""
+def added(rows, before, after, predicate: str) -> list[tuple[str, str, str]]:
+    """Facts of `predicate` in `after` but not in `before`, each with the scorer's verdict: right (the
+    gold labels it), wrong (the gold labels this predicate with another object) or unjudged (the gold
+    labels another relation of the sentence: PersonaExt says nothing about this one)."""
     from engine.corpora import RELATION_MAP
     from engine.eval.extraction import fact_matches
 
-    right = wrong = 0
+    out = []
     for row, b, a in zip(rows, before, after, strict=True):
+        gold = RELATION_MAP[row.relation] or ()
         old = {(f.predicate, f.object) for f in b.facts}
         for f in a.facts:
-            if f.predicate == predicate and (f.predicate, f.object) not in old:
-                hit = fact_matches(f.predicate, f.object, RELATION_MAP[row.relation] or (), row.object)
-                right, wrong = right + hit, wrong + (not hit)
-    return right, wrong
+            if f.predicate != predicate or (f.predicate, f.object) in old:
+                continue
+            verdict = "right" if fact_matches(f.predicate, f.object, gold, row.object) else \
+                "wrong" if predicate in gold else "unjudged"
+            where = f"{row.sentence!r} (gold {row.relation} {row.object!r})"
+            out.append((verdict, f"{f.predicate} {f.object!r}", where))
+    return out
 
 
 def main() -> None:
@@ -107,18 +114,23 @@ def main() -> None:
     encoder_results = [e for _, _, e in sample]
     llm_results = [ExtractionResult.model_validate(cache[t]) for _, t, _ in sample]
 
-    print(f"\n{'predicate':<11} {'added right / wrong':<20} {'encoder P / R / F1':<22} "
+    print(f"\n{'predicate':<11} {'added: right / wrong / unjudged':<33} {'encoder P / R / F1':<22} "
           f"{'cascade P / R / F1':<22} verdict")
-    chosen = []
+    chosen, listing = [], []
     for predicate in CANDIDATES:
         cascade = [merge(e, m, (predicate,)) for e, m in zip(encoder_results, llm_results, strict=True)]
-        right, wrong = added(sample_rows, encoder_results, cascade, predicate)
+        facts = added(sample_rows, encoder_results, cascade, predicate)
+        right, wrong, unjudged = (sum(v == k for v, _, _ in facts) for k in ("right", "wrong", "unjudged"))
         ep, er, ef, _ = per_predicate(sample_rows, encoder_results, predicate)
         cp, cr, cf, _ = per_predicate(sample_rows, cascade, predicate)
         better = right > wrong
         chosen += [predicate] if better else []
-        print(f"{predicate:<11} {right:>5} / {wrong:<12} {ep:.2f} / {er:.2f} / {ef:.2f}     "
+        listing += facts
+        print(f"{predicate:<11} {right:>5} / {wrong:>5} / {unjudged:<18} {ep:.2f} / {er:.2f} / {ef:.2f}     "
               f"{cp:.2f} / {cr:.2f} / {cf:.2f}     {'LLM adds' if better else '-'}")
+    print("\nthe added facts (judge the unjudged by reading them):")
+    for verdict, fact, row in listing:
+        print(f"  {verdict:<9} {fact:<40} {row}")
     print(f"\nthe LLM's added facts are right more often than wrong on {args.split}: {', '.join(chosen) or 'none'}")
 
 
