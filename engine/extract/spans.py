@@ -42,8 +42,10 @@ from graph_schema import Predicate, Target
 ACTIVITY_PREDICATES = frozenset({"LIKES", "DISLIKES", "WANTS"})
 # Predicates whose object describes what the author is, often as an adjective ("diabetic", "Catholic").
 STATE_PREDICATES = frozenset({"HEALTH_CONDITION", "RELIGION", "POLITICAL_VIEW", "SEXUAL_ORIENTATION"})
-# Words analysed per call are those of the span's sentence: a longer sentence is cut around the span.
-MAX_CONTEXT_CHARS = 300
+# Characters of the span's sentence read around it, before and after, per script: enough for the
+# words at its edges to be segmented and tagged as in the whole sentence, at a fraction of the cost
+# (the segmenter and the tagger cost about linearly in characters).
+CONTEXT_CHARS = {"zh": (8, 4), "en": (40, 20), "es": (40, 20)}
 
 
 class Word(NamedTuple):
@@ -186,7 +188,7 @@ def _es_words(sentence: str, offset: int) -> list[Word]:
 
 @lru_cache(maxsize=512)
 def sentence_words(sentence: str, offset: int, lang: str) -> tuple[Word, ...]:
-    """The words of one sentence (cached: several facts of a document share their sentence)."""
+    """The words of a piece of a sentence (cached: a document's spans often share theirs)."""
     if lang == "zh":
         return tuple(_zh_words(sentence, offset))
     if lang == "en":
@@ -246,9 +248,8 @@ def object_span(text: str, start: int, end: int, sentence: tuple[int, int], lang
     text[sentence[0]:sentence[1]]: snapped to words, function words stripped, judged a thing."""
     if predicate.target is Target.VALUE or lang not in ("zh", "en", "es"):
         return SpanDecision(start=start, end=end)
-    s0, s1 = sentence
-    if s1 - s0 > MAX_CONTEXT_CHARS:
-        s0, s1 = max(s0, start - MAX_CONTEXT_CHARS // 2), min(s1, end + MAX_CONTEXT_CHARS // 2)
+    before, after = CONTEXT_CHARS[lang]
+    s0, s1 = max(sentence[0], start - before), min(sentence[1], end + after)
     words = [w for w in sentence_words(text[s0:s1], s0, lang) if w.end > start and w.start < end]
     if lang == "zh" and words:
         words[0], words[-1] = _zh_piece(words[0], start, end), _zh_piece(words[-1], start, end)
