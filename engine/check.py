@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -29,6 +30,10 @@ from graph_schema import (
 )
 
 MAX_CLASS_DEPTH = 8
+# A name shorter than this (one character: "京", "A") is contained in too many labels to mean the same place.
+MIN_VARIANT_CHARS = 2
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_NON_WORD = re.compile(r"[^\w]+")
 
 
 class FactRef(BaseModel):
@@ -45,9 +50,22 @@ class FactRef(BaseModel):
     valid_to: str | None = None
     last_seen: str | None = None
     confirmed: bool = False  # by a reviewer
+    # The target's name per language (an Entity's labels; a NIL entity has its mention's language only).
+    label_en: str | None = None
+    label_zh: str | None = None
+    label_es: str | None = None
 
     def ref(self) -> str:
         return f"{self.predicate}:{self.key}"
+
+    @property
+    def linked(self) -> bool:
+        return self.target_label == "Entity" and not self.key.startswith("nil:")
+
+    def names(self) -> dict[str, str]:
+        """The target's name in each language it has one in."""
+        named = {"en": self.label_en, "zh": self.label_zh, "es": self.label_es}
+        return {lang: name for lang, name in named.items() if name}
 
 
 class Change(BaseModel):
@@ -86,6 +104,7 @@ MATCH (u:User {id: uid})-[f]->(o)
 WHERE type(f) IN $types AND f.status = 'active'
 RETURN u.id AS user_id, type(f) AS predicate, labels(o)[0] AS target_label, o.key AS key,
        coalesce(o.label_en, o.label_zh, o.label_es, o.value, o.key) AS label,
+       o.label_en AS label_en, o.label_zh AS label_zh, o.label_es AS label_es,
        f.confidence AS confidence, f.valid_from AS valid_from, f.valid_to AS valid_to,
        f.last_seen AS last_seen, coalesce(f.confirmed, false) AS confirmed
 """
@@ -199,6 +218,77 @@ def load_exclusive_candidates(store: GraphStore, user_ids: list[str]) -> list[Fa
     """Active facts that share their object with another active fact of an exclusive predicate."""
     res = store.ro_query(_EXCLUSIVE_CANDIDATES, {"ids": user_ids, "types": _EXCLUSIVE_TYPES})
     return [FactRef(**r) for r in res.records()]
+
+
+def _names_overlap(a: str, b: str) -> bool:
+    """One name contains the other: as characters in Chinese, as whole words elsewhere."""
+    a, b = a.casefold().strip(), b.casefold().strip()
+    if min(len(a), len(b)) < MIN_VARIANT_CHARS:
+        return False
+    if _CJK.search(a) or _CJK.search(b):
+        return a in b or b in a
+    wa, wb = f" {_NON_WORD.sub(' ', a).strip()} ", f" {_NON_WORD.sub(' ', b).strip()} "
+    return wa.strip() != "" and wb.strip() != "" and (wa in wb or wb in wa)
+
+
+def is_surface_variant(candidate: FactRef, linked: FactRef) -> bool:
+    """`candidate` names the entity of the linked fact `linked` in other words ("在上海" for 上海,
+    Q8686): same user and predicate, a NIL target or a link less confident than it, and a name that
+    contains or is contained in the linked entity's label in the same language. A reviewer-confirmed
+    candidate is never a variant of something else."""
+    if (candidate.user_id, candidate.predicate) != (linked.user_id, linked.predicate) or candidate.key == linked.key:
+        return False
+    if not linked.linked or candidate.confirmed:
+        return False
+    if candidate.linked and candidate.confidence >= linked.confidence:
+        return False
+    labels = linked.names()
+    return any(lang in labels and _names_overlap(name, labels[lang]) for lang, name in candidate.names().items())
+
+
+def surface_variants(facts: list[FactRef]) -> list[ConflictRecord]:
+    """A surface variant of an active linked value of a functional predicate never supersedes it:
+    the variant is superseded as a restatement of the linked value (`with_variant_evidence` then
+    lets its date count for the linked one)."""
+    groups: dict[tuple[str, str], list[FactRef]] = defaultdict(list)
+    for f in facts:
+        if PREDICATES[f.predicate].functional:
+            groups[(f.user_id, f.predicate)].append(f)
+    out = []
+    for f in (f for group in groups.values() if len(group) > 1 for f in group):
+        hosts = [g for g in groups[(f.user_id, f.predicate)] if is_surface_variant(f, g)]
+        if not hosts:
+            continue
+        host = max(hosts, key=lambda g: (g.confidence, g.last_seen or ""))
+        out.append(
+            ConflictRecord(
+                id=_conflict_id("surface_variant", f.user_id, [f.ref(), host.ref()], host.ref()),
+                user_id=f.user_id,
+                rule="surface_variant",
+                resolution="superseded",
+                detail=f"{f.predicate} {f.label} names {host.label} ({host.key}) in other words: "
+                f"evidence for it, not a new value",
+                winner=host.ref(),
+                changes=[Change(fact=f, new_status="superseded",
+                                reason=f"surface variant of {host.label} ({host.key})")],
+            )
+        )
+    return out
+
+
+def with_variant_evidence(facts: list[FactRef], variants: list[ConflictRecord]) -> list[FactRef]:
+    """The linked facts dated by their newest variant too: a newer "在上海" keeps 上海 current against
+    an older other city."""
+    newest: dict[tuple[str, str], str] = {}
+    for c in variants:
+        for ch in c.changes:
+            key = (c.user_id, c.winner or "")
+            newest[key] = max(newest.get(key, ""), ch.fact.last_seen or "")
+    out = []
+    for f in facts:
+        seen = newest.get((f.user_id, f.ref()), "")
+        out.append(f.model_copy(update={"last_seen": seen}) if seen > (f.last_seen or "") else f)
+    return out
 
 
 def supersede_functional(facts: list[FactRef]) -> list[ConflictRecord]:
@@ -391,6 +481,9 @@ def check_users(store: GraphStore, user_ids: list[str], *, batch: int = 2000) ->
         changed = apply_changes(store, quarantine_range(store, facts))
         changed += apply_changes(store, resolve_exclusive(load_exclusive_candidates(store, ids)))
         facts = _without(facts, changed)
+        variants = apply_changes(store, surface_variants(facts))
+        facts = with_variant_evidence(_without(facts, variants), variants)
+        changed += variants
         changed += apply_changes(store, supersede_functional(facts))
         changed += apply_changes(store, flag_derived(store, ids))
         report.conflicts += changed

@@ -52,6 +52,10 @@ class AlertMatcher:
     def match(self, text: str) -> list[str]:
         return [name for name, pattern in self._compiled if pattern.search(text)]
 
+    def is_term(self, text: str) -> bool:
+        """The whole text is one of the rules' terms ("投诉", "chargeback"), not merely contains one."""
+        return any(pattern.fullmatch(text.strip()) for _, pattern in self._compiled)
+
 
 def load_rules(path: str | Path | None = None) -> EscalationRules:
     """Rules from ``path``, else the shipped defaults (YAML or JSON)."""

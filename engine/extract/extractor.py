@@ -26,7 +26,7 @@ from engine.extract.schema import model_json_schema
 from engine.extract.types import BackendError, Completion, ExtractionResult, LLMBackend
 
 # Bump when post-processing changes what a cached result would contain.
-POSTPROCESS_VERSION = "3"
+POSTPROCESS_VERSION = "4"
 TIER = "llm"
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?。！？\n])")
 _CJK = re.compile(r"[\u3000-\u9fff]")

@@ -2,8 +2,8 @@
 
 Everything here is deterministic code: the model proposes, this module disposes. A proposed fact
 is kept only when its predicate is known and allowed, its object is found in the redacted text
-(that span's sentence becomes the evidence), literal values normalise, and the sentence speaks
-in the first person. Every drop is counted by reason.
+(that span's sentence becomes the evidence), the span is a thing in whole words (`spans.py`),
+literal values normalise, and the sentence speaks in the first person. Every drop is counted by reason.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from rapidfuzz import fuzz
 
 from engine.contracts import Fact
+from engine.extract.spans import object_span
 from engine.extract.types import TokenLogprob
 from graph_schema import (
     LiteralError,
@@ -301,6 +302,10 @@ def _ground_one(proposed: ModelFact, text: str, lang: str, allow_sensitive: bool
         except LiteralError:
             return "invalid_literal"
     else:
+        decision = object_span(text, span.start, span.end, _sentence_bounds(text, span), lang, pred)
+        if decision.drop is not None:
+            return decision.drop
+        span = Span(start=decision.start, end=decision.end)
         value = text[span.start : span.end].strip()
     return Fact(
         predicate=pred.name,
