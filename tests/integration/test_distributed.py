@@ -533,7 +533,9 @@ def test_recovery_database_kill_9_mid_job_resumes_and_waits_back_off(default_clu
     # within a second or two finds them still trying, and they do give them back)
     time.sleep(10.0)
     assert server.start().port == port
-    assert job_store(cluster.settings()).state(job, batch) == "running"  # left without its runner
+    # Usually left "running" without its runner; on a slow machine the worker may still be retrying
+    # its writes when the database is back, and finish the batch itself.
+    left_running = job_store(cluster.settings()).state(job, batch) == "running"
     code, status = cluster.wait_job(job, timeout=RECOVERY_WAIT_S)
     assert status["states"]["dead"] == 0 and status["states"]["done"] == status["meta"]["batches"]
     assert status["report"]["applied"] == 400
@@ -545,7 +547,8 @@ def test_recovery_database_kill_9_mid_job_resumes_and_waits_back_off(default_clu
     logs = "".join(log.read_text() for log in cluster.logs.values())
     # Its worker lived: it gave the message back itself on reconnecting. Had it not (or had it died:
     # the test above), recovery sends it again, since the batch stayed "running" without its lock.
-    assert re.search(r"Restoring \d+ unacknowledged", logs) or f"batch {batch} of job {job} lost its worker" in logs
+    if left_running:
+        assert re.search(r"Restoring \d+ unacknowledged", logs) or f"batch {batch} of job {job} lost its worker" in logs
     # the batches waiting on it come back after 0.5, 1, 2, 4, 8, 8 … s, not every 0.5 s
     waits = wait_countdowns(logs)
     assert max(len(w) for w in waits.values()) >= 3, waits
