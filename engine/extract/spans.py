@@ -235,8 +235,9 @@ def _is_thing(words: Sequence[Word], lang: str, activity: bool, surface: str) ->
         return True
     if activity and "ACTIVITY_VERB" in kinds:
         return True
-    # Chinese verbs have no finite form to tell an act from an activity: any verb is one.
-    if activity and lang == "zh" and "VERB" in kinds:
+    # Chinese verbs have no finite form to tell an act from an activity: any verb is one. English
+    # activities written bare after "like" / "love" ("i like knit") are tagged as finite verbs.
+    if activity and "VERB" in kinds:
         return True
     # English tags rare nouns as adjectives ("nurse money", "more anime"): the KB has the last word.
     return lang == "en" and kinds <= {"ADJ"} and _kb_names(surface, lang)
