@@ -87,14 +87,7 @@ def _print_vocab(console: Console, vocab: dict[str, Any]) -> None:
         f"Persona vocabulary ({vocab['half']} half: {vocab['rows']:,} of {vocab['rows_total']:,} rows; "
         "NIL counts as a miss, wrong QID counted separately)"
     )
-    table = Table(title=title)
-    for c in ("group", "n", "accuracy", "wrong_qid", "nil"):
-        table.add_column(c, justify="left" if c == "group" else "right")
-    groups = [("all", vocab["all"])] + [(f"lang {k}", v) for k, v in vocab["by_lang"].items()]
-    groups += [(f"domain {k}", v) for k, v in vocab["by_domain"].items()]
-    for name, row in groups:
-        table.add_row(name, str(row["n"]), f"{row['accuracy']:.3f}", f"{row['wrong_qid']:.3f}", f"{row['nil']:.3f}")
-    console.print(table)
+    console.print(_rates_table(title, vocab, "domain", vocab["by_domain"]))
     cl = vocab["cross_language"]
     console.print(
         f"cross-language same QID (en / zh-Hans / zh-Hant / es): {cl['same_qid']:.3f} "
@@ -113,17 +106,23 @@ def _print_fresh(console: Console, fresh: dict[str, Any]) -> None:
     if "skipped" in fresh:
         console.print(f"[yellow]fresh check skipped: {fresh['skipped']}[/yellow]")
         return
-    table = Table(title=(
+    title = (
         f"Fresh check ({fresh['rows']:,} generated forms of held-out concepts: inflections from simplemma, "
         "Traditional script, quantities; never tuned on)"
-    ))
+    )
+    console.print(_rates_table(title, fresh, "form", fresh["by_form"]))
+
+
+def _rates_table(title: str, result: dict[str, Any], kind: str, by_kind: dict[str, Any]) -> Table:
+    """Accuracy / wrong QID / NIL overall, per language and per `kind` (domain, form)."""
+    table = Table(title=title)
     for c in ("group", "n", "accuracy", "wrong_qid", "nil"):
         table.add_column(c, justify="left" if c == "group" else "right")
-    groups = [("all", fresh["all"])] + [(f"lang {k}", v) for k, v in fresh["by_lang"].items()]
-    groups += [(f"form {k}", v) for k, v in fresh["by_form"].items()]
+    groups = [("all", result["all"])] + [(f"lang {k}", v) for k, v in result["by_lang"].items()]
+    groups += [(f"{kind} {k}", v) for k, v in by_kind.items()]
     for name, row in groups:
         table.add_row(name, str(row["n"]), f"{row['accuracy']:.3f}", f"{row['wrong_qid']:.3f}", f"{row['nil']:.3f}")
-    console.print(table)
+    return table
 
 
 def _extractor(ctx: typer.Context, tier: str, backend: str | None, min_confidence: float | None = None):
