@@ -53,7 +53,7 @@ class Word(NamedTuple):
 
     start: int
     end: int
-    pos: str  # FUNCTION, NOUN, VERB, ACTIVITY_VERB (non-finite English), ADJ, OTHER
+    pos: str  # FUNCTION, NOUN, VERB, ACTIVITY_VERB (English not in the past), ADJ, OTHER
     text: str
 
 
@@ -77,8 +77,9 @@ _ZH_ADJ = frozenset("abz")
 _ZH_NOUN = frozenset("nsjlighk")
 # spaCy's universal tags (en_core_web_sm) that are never part of an object's edges.
 _EN_FUNCTION = frozenset({"DET", "NUM", "ADP", "PRON", "PART", "CCONJ", "SCONJ", "AUX", "PUNCT", "INTJ", "SPACE"})
-# Penn tags of a verb used as a noun phrase: "hiking", "to travel".
-_EN_NON_FINITE = frozenset({"VBG", "VB"})
+# Penn tags of a verb that names an act done, not an activity liked: "complained", "ate". Every other
+# verb form can be one: "hiking", "to travel", and lower-case "i like hunt" (tagged VBP).
+_EN_PAST = frozenset({"VBD", "VBN"})
 # Quantity nouns that take "of" (partitives): the object is what follows them.
 _EN_QUANTITY = frozenset(
     "couple pair lot lots bunch few dozen dozens handful number plenty ton tons loads load bit".split()
@@ -165,7 +166,7 @@ def _en_pos(token: Any) -> str:
     if token.pos_ in ("ADJ", "ADV"):
         return "ADJ"
     if token.pos_ in ("VERB",):
-        return "ACTIVITY_VERB" if token.tag_ in _EN_NON_FINITE else "VERB"
+        return "VERB" if token.tag_ in _EN_PAST else "ACTIVITY_VERB"
     if token.pos_ in ("NOUN", "PROPN", "X", "SYM"):
         return "NOUN"
     return "OTHER"
@@ -235,9 +236,8 @@ def _is_thing(words: Sequence[Word], lang: str, activity: bool, surface: str) ->
         return True
     if activity and "ACTIVITY_VERB" in kinds:
         return True
-    # Chinese verbs have no finite form to tell an act from an activity: any verb is one. English
-    # activities written bare after "like" / "love" ("i like knit") are tagged as finite verbs.
-    if activity and "VERB" in kinds:
+    # Chinese verbs have no finite form to tell an act from an activity: any verb is one.
+    if activity and lang == "zh" and "VERB" in kinds:
         return True
     # English tags rare nouns as adjectives ("nurse money", "more anime"): the KB has the last word.
     return lang == "en" and kinds <= {"ADJ"} and _kb_names(surface, lang)
