@@ -6,7 +6,9 @@ For each size S (MB of append-only log): fill a fresh embedded FalkorDB with fus
 (batches of UNWIND/MERGE, like `persona ingest-facts`) until its log holds S MB with automatic
 rewrites off, kill -9 it, time the restart (log replay), then compact, kill -9 and time again.
 Prints seconds and seconds per MB both ways. Then ingests the same facts with the compaction
-policy off and on (ServerConfig defaults) and prints facts/s and the on/off ratio.
+policy off and on (ServerConfig defaults) and prints facts/s and the on/off ratio. Last, the cost
+of logging every write as its effects (what the engine sets, so a replay gives the graph back id
+for id) against FalkorDB's default mix of query text and effects: facts/s, log MB and replay s.
 """
 
 from __future__ import annotations
@@ -85,6 +87,22 @@ def throughput(n_facts: int, config: ServerConfig, root: Path, name: str) -> tup
     return n_facts / seconds, rewrites
 
 
+def logging_cost(n_facts: int, threshold: int, root: Path) -> dict[str, float]:
+    """Ingest with this EFFECTS_THRESHOLD (0: effects only; 300: FalkorDB's default), then replay."""
+    server = EmbeddedFalkorDB(root / f"fx-{threshold}", OFF)
+    status = server.start()
+    store = FalkorStore("127.0.0.1", int(status.port or 0), "persona", password=status.password)
+    store.ensure_schema()
+    store._db.connection.execute_command("GRAPH.CONFIG", "SET", "EFFECTS_THRESHOLD", threshold)  # noqa: SLF001
+    seconds = _ingest(store, n_facts, seed=2)
+    store.close()
+    log_mb = server.log_size_bytes() / 1024 / 1024
+    # the restart re-applies the engine's setting; the log written above is what is replayed
+    replay = _restart_seconds(server)
+    server.stop()
+    return {"rate": n_facts / seconds, "log_mb": log_mb, "replay_s": replay}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1,10,50,200", help="MB of log, comma-separated")
@@ -103,6 +121,12 @@ def main() -> None:
         on, n_on = throughput(args.facts, ServerConfig(), root, "on")
         print(f"\ningest {args.facts} facts: policy off {off:,.0f} facts/s ({n_off} rewrites), "
               f"on {on:,.0f} facts/s ({n_on} rewrites), on/off {on / off:.3f}")
+        effects, mixed = logging_cost(args.facts, 0, root), logging_cost(args.facts, 300, root)
+        print(f"\nlogging {args.facts} facts: effects only {effects['rate']:,.0f} facts/s, {effects['log_mb']:.1f} MB, "
+              f"replay {effects['replay_s']:.2f} s; FalkorDB default mix {mixed['rate']:,.0f} facts/s, "
+              f"{mixed['log_mb']:.1f} MB, replay {mixed['replay_s']:.2f} s; "
+              f"effects/mix speed {effects['rate'] / mixed['rate']:.3f}, "
+              f"size {effects['log_mb'] / mixed['log_mb']:.2f}")
 
 
 if __name__ == "__main__":

@@ -58,11 +58,20 @@ def redis_args(config: ServerConfig) -> list[str]:
     ]
 
 
+# Every write goes to the log as its effects, never as its query text. By default FalkorDB logs a
+# fast query as text and a slow one as effects; replaying text can hand out the ids of deleted
+# nodes and edges in another order than the live run did, and the effects logged after it (which
+# address entities by id) then land on the wrong edges: after a kill -9, one user's evidence was
+# found on another user's edge (tests/integration/test_store_replay.py). Effects alone replay
+# the exact graph, ids included.
+EFFECTS_ONLY = 0
+
+
 def module_args(config: ServerConfig) -> list[str]:
     # No query telemetry: FalkorDB's `telemetry{graph}` stream keeps recent queries with their
     # parameters (user ids, document texts) and is saved with the data.
     return ["QUERY_MEM_CAPACITY", str(config.query_mem_capacity_mb * 1024 * 1024),
-            "CMD_INFO", "no", "MAX_INFO_QUERIES", "0"]
+            "CMD_INFO", "no", "MAX_INFO_QUERIES", "0", "EFFECTS_THRESHOLD", str(EFFECTS_ONLY)]
 
 
 TELEMETRY_KEYS = "telemetry{*}"
@@ -343,6 +352,7 @@ class EmbeddedFalkorDB:
             # and drop what it kept (also loaded back from the files of such a server).
             client.execute_command("GRAPH.CONFIG", "SET", "CMD_INFO", "no")
             client.execute_command("GRAPH.CONFIG", "SET", "MAX_INFO_QUERIES", 0)
+            client.execute_command("GRAPH.CONFIG", "SET", "EFFECTS_THRESHOLD", EFFECTS_ONLY)
             drop_telemetry(client)
         except (redis.ConnectionError, redis.ResponseError) as exc:
             raise StoreError(f"could not configure the embedded FalkorDB on port {port}: {exc}") from exc

@@ -358,11 +358,9 @@ def test_store_unreachable_retries_then_dead_letters_then_retry(cluster: Cluster
         store.close()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "intermittent, open bug: in 1 of 3 full runs on 2026-12-02 the graph after a broker kill -9 and restart "
-    "differed from the in-process graph (job done, no dead letters); found after the partition-lock "
-    "recovery sweep landed, not yet reproduced alone"))
 def test_broker_restart_mid_job_resumes(cluster: Cluster, facts_file: tuple[Path, list[int]]) -> None:
+    """The graph dies with the broker; its log replays it exactly (test_store_replay.py: before
+    effects-only logging, one user's evidence could land on another user's edge here)."""
     path, _ = facts_file
     expected, _ = baseline(cluster, path, batch=250)
     cluster.clear()
