@@ -41,8 +41,10 @@ def _no_leftover_servers(tmp_path: Path):
 
 
 def _fill_log(status: ServerStatus, statements: int) -> None:
-    """Many small un-indexed MERGEs: each replays as a scan, so replay takes seconds per MB."""
+    """Many small un-indexed MERGEs logged as query text (as servers before effects-only logging
+    wrote them): each replays as a scan, so replay takes seconds per MB."""
     client = redis.Redis(host="127.0.0.1", port=int(status.port or 0), password=status.password)
+    client.execute_command("GRAPH.CONFIG", "SET", "EFFECTS_THRESHOLD", 1_000_000_000)
     pipe = client.pipeline(transaction=False)
     for i in range(statements):
         pipe.execute_command(
