@@ -128,20 +128,33 @@ def _compact_after_bulk(store: GraphStore | None, settings: Settings, report: In
 def _batches(
     items: Iterable[Numbered[T]], report: IngestReport, size: int, progress: Progress | None
 ) -> Iterator[list[tuple[int | None, T]]]:
-    """Valid items in batches of `size`; errors and warnings go straight into the report."""
+    """Valid items in batches of `size`; errors and warnings go straight into the report.
+
+    `progress` hears of the lines read once per batch (a progress bar's update per line costs
+    more than validating a line)."""
     pending: list[tuple[int | None, T]] = []
     last_line: int | None = None
+    unreported = 0
+
+    def batch_out() -> list[tuple[int | None, T]]:
+        nonlocal unreported
+        if progress is not None and unreported:
+            progress(unreported)
+        unreported = 0
+        return pending
+
     for line, item in items:
         if item is IDLE:  # a live stream went quiet: write what is pending now
-            if pending:
-                yield pending
+            if pending or unreported:
+                out = batch_out()
+                if out:
+                    yield out
                 pending = []
             continue
         if line != last_line or line is None:
             report.lines += 1
             last_line = line
-            if progress is not None:
-                progress(1)
+            unreported += 1
         if isinstance(item, LineError):
             report.errors.append(item)
             if not item.fatal:
@@ -150,10 +163,11 @@ def _batches(
         report.accepted += 1
         pending.append((line, item))
         if len(pending) >= size:
-            yield pending
+            yield batch_out()
             pending = []
-    if pending:
-        yield pending
+    out = batch_out()
+    if out:
+        yield out
 
 
 # --- facts ------------------------------------------------------------------------------------

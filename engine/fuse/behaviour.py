@@ -39,19 +39,10 @@ class BehaviourReport(BaseModel):
     problems: list[tuple[int, str, str]] = Field(default_factory=list)  # (index, field, message)
 
 
-_UPSERT_USERS = """
-UNWIND $rows AS r
-MERGE (u:User {id: r.id})
-ON CREATE SET u.first_seen = r.first, u.last_seen = r.last, u.n_docs = 0, u.langs = []
-SET u.first_seen = CASE WHEN r.first < u.first_seen THEN r.first ELSE u.first_seen END,
-    u.last_seen = CASE WHEN r.last > u.last_seen THEN r.last ELSE u.last_seen END
-RETURN r.id AS id, id(u) AS node
-"""
-
 # One row per (user, item) edge; new events are those whose id the edge has not seen. All new
 # values are computed in WITH clauses before the single SET (FalkorDB applies SET at the end).
-# Users and items are sought by the node ids their upserts returned (no index lookups); the ids
-# are projected first (WITH r.u AS un), which is what makes FalkorDB seek instead of scan.
+# Users and items are sought by the node ids the batch's read and the item upserts returned (no
+# index lookups); the ids are projected first (WITH r.u AS un), which is what makes FalkorDB seek instead of scan.
 _BEHAVIOUR_EDGES = """
 UNWIND $rows AS r
 WITH r, r.u AS un, r.e AS en
@@ -105,18 +96,18 @@ def user_aggregates_statement() -> str:
     return _USER_AGGREGATES
 
 
-def upsert_users_statement() -> str:
-    return _UPSERT_USERS
-
-
+# The batch's users already in the graph (with their node ids, so they are written by id), and of
+# their behaviour edges those holding one of the batch's event keys or a purchase a refund of the
+# batch points at. A user absent here is new: everything about it is computed client-side.
 _STORED_EVENTS = """
 UNWIND $rows AS r
-MATCH (u:User {id: r.user_id})-[p:PURCHASED|VIEWED]->(e:Entity)
-WITH r, p, e, type(p) AS rel, [i IN range(0, size(p.ev_ids) - 1) WHERE p.ev_ids[i] IN r.ids] AS seen
-WHERE size(seen) > 0 OR (rel = 'PURCHASED' AND e.key IN r.refunded)
-RETURN r.user_id AS user_id, rel, e.key AS key,
-       [i IN seen | [p.ev_ids[i], p.ev_k[i], p.ev_ts[i], p.ev_amt[i]]] AS events,
-       reduce(s = 0, x IN p.ev_n | s + x) AS net_count, reduce(s = 0.0, x IN p.ev_amt | s + x) AS net_amount
+MATCH (u:User {id: r.user_id})
+OPTIONAL MATCH (u)-[p:PURCHASED|VIEWED]->(e:Entity)
+WITH r, u, p, e, [i IN range(0, size(coalesce(p.ev_ids, [])) - 1) WHERE p.ev_ids[i] IN r.ids] AS seen
+WITH r, u, CASE WHEN size(seen) > 0 OR (type(p) = 'PURCHASED' AND e.key IN r.refunded)
+     THEN [type(p), e.key, [i IN seen | [p.ev_ids[i], p.ev_k[i], p.ev_ts[i], p.ev_amt[i]]],
+           reduce(s = 0, x IN p.ev_n | s + x), reduce(s = 0.0, x IN p.ev_amt | s + x)] END AS edge
+RETURN r.user_id AS user_id, id(u) AS node, collect(edge) AS edges
 """
 
 
@@ -128,28 +119,31 @@ EventIdentity = tuple[str, str, str, str, float]  # (relation, item key, type, t
 
 
 class _Stored(BaseModel):
-    """What the graph already holds of a batch's users: their events by key, and the net purchases
-    (count, amount) per item a refund in the batch points at."""
+    """What the graph already holds of a batch's users: their node ids, their events by key, and
+    the net purchases (count, amount) per item a refund in the batch points at."""
 
+    nodes: dict[str, int] = Field(default_factory=dict)
     events: dict[tuple[str, str], EventIdentity] = Field(default_factory=dict)
     purchases: dict[tuple[str, str], tuple[float, float]] = Field(default_factory=dict)
 
 
 def _stored(store: GraphStore, linked: Sequence[tuple[Event, TargetRef]], batch: int) -> _Stored:
-    per_user: dict[str, dict[str, set[str]]] = {}
+    per_user: dict[str, tuple[set[str], set[str]]] = {}
     for ev, target in linked:
-        row = per_user.setdefault(ev.user_id, {"ids": set(), "refunded": set()})
-        row["ids"].add(ev.key)
+        ids, refunded = per_user.setdefault(ev.user_id, (set(), set()))
+        ids.add(ev.key)
         if ev.type == "refund":
-            row["refunded"].add(target.key)
-    rows = [{"user_id": u, "ids": sorted(r["ids"]), "refunded": sorted(r["refunded"])} for u, r in per_user.items()]
+            refunded.add(target.key)
+    rows = [{"user_id": u, "ids": sorted(ids), "refunded": sorted(refunded)} for u, (ids, refunded) in per_user.items()]
     out = _Stored()
     for chunk in chunks(rows, batch):
-        for uid, rel, key, events, net_count, net_amount in store.ro_query(_STORED_EVENTS, {"rows": chunk}).rows:
-            for ev_id, kind, ts, amt in events:
-                out.events[(uid, ev_id)] = (rel, key, kind, ts, float(amt))
-            if rel == "PURCHASED":
-                out.purchases[(uid, key)] = (float(net_count), float(net_amount))
+        for uid, node, edges in store.ro_query(_STORED_EVENTS, {"rows": chunk}).rows:
+            out.nodes[uid] = int(node)
+            for rel, key, events, net_count, net_amount in edges:
+                for ev_id, kind, ts, amt in events:
+                    out.events[(uid, ev_id)] = (rel, key, kind, ts, float(amt))
+                if rel == "PURCHASED":
+                    out.purchases[(uid, key)] = (float(net_count), float(net_amount))
     return out
 
 
@@ -196,20 +190,28 @@ def _plan(
     return accepted, problems
 
 
-def _edge_rows(
-    accepted: list[tuple[int, Event, TargetRef, EventIdentity]],
-) -> tuple[dict[str, dict[str, str]], dict[str, TargetRef], dict[str, list[dict[str, Any]]]]:
-    """User rows, item targets and behaviour edge rows (per relation) of the accepted events."""
-    users: dict[str, dict[str, str]] = {}
-    edges: dict[tuple[str, str, str], dict[str, Any]] = {}
-    targets: dict[str, TargetRef] = {}
+class _Edges(BaseModel):
+    """The accepted events of a batch grouped for writing."""
+
+    users: dict[str, dict[str, str]] = Field(default_factory=dict)  # user → {id, first, last}
+    targets: dict[str, TargetRef] = Field(default_factory=dict)  # item key → target
+    # (relation, user, item key) → {user_id, key, currency, category, items: [{id, ts, n, amt, k}]}
+    edges: dict[tuple[str, str, str], dict[str, Any]] = Field(default_factory=dict)
+
+
+def _edge_rows(accepted: list[tuple[int, Event, TargetRef, EventIdentity]]) -> _Edges:
+    """User rows, item targets and one edge row per (relation, user, item) of the accepted events."""
+    out = _Edges()
+    users, edges = out.users, out.edges
     for _, ev, target, (rel, key, kind, ts, amt) in accepted:
-        row = users.setdefault(ev.user_id, {"id": ev.user_id, "first": ts, "last": ts})
-        if ts < row["first"]:
+        row = users.get(ev.user_id)
+        if row is None:
+            row = users[ev.user_id] = {"id": ev.user_id, "first": ts, "last": ts}
+        elif ts < row["first"]:
             row["first"] = ts
-        if ts > row["last"]:
+        elif ts > row["last"]:
             row["last"] = ts
-        targets[key] = target
+        out.targets[key] = target
         edge = edges.get((rel, ev.user_id, key))
         if edge is None:
             edge = edges[(rel, ev.user_id, key)] = {
@@ -217,15 +219,130 @@ def _edge_rows(
         edge["items"].append({"id": ev.key, "ts": ts, "n": -1 if kind == "refund" else 1, "amt": amt, "k": kind})
         edge["currency"] = ev.currency or edge["currency"]
         edge["category"] = ev.category or edge["category"]
-    by_rel: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (rel, _, _), row in edges.items():
-        by_rel[rel].append(row)
-    return users, targets, by_rel
+    return out
+
+
+# --- users new to the graph: edges and aggregates computed here, written in one statement ------
+
+# What _BEHAVIOUR_EDGES and _USER_AGGREGATES would compute on an empty graph, computed by the
+# client: one statement creates the user with its aggregates and its edges with theirs. MERGE (not
+# CREATE) keeps a user single even if another writer created it since the batch's read.
+_EDGE_PROPS = """ON CREATE SET p.ev_ids = x.ids, p.ev_ts = x.ts, p.ev_n = x.ns, p.ev_amt = x.amts, p.ev_k = x.ks,
+    p.count = x.count, p.amount = x.amount, p.refund_count = x.refunds, p.cart_count = x.carts,
+    p.first_ts = x.first, p.last_ts = x.last, p.first_purchase_ts = x.first_purchase,
+    p.last_purchase_ts = x.last_purchase, p.currency = x.currency, p.category = x.category"""
+
+_NEW_USERS = f"""
+UNWIND $rows AS r
+MERGE (u:User {{id: r.id}})
+ON CREATE SET u.first_seen = r.first, u.last_seen = r.last, u.n_docs = 0, u.langs = [],
+    u.purchase_count = r.purchases, u.purchase_amount = r.amount, u.first_purchase_ts = r.first_purchase,
+    u.last_purchase_ts = r.last_purchase, u.view_count = r.views, u.last_view_ts = r.last_view,
+    u.updated_at = $at
+WITH u, r
+UNWIND r.edges AS x
+WITH u, x, x.e AS en
+MATCH (e:Entity) WHERE id(e) = en
+FOREACH (_ IN CASE WHEN x.rel = 'PURCHASED' THEN [1] ELSE [] END |
+    MERGE (u)-[p:PURCHASED]->(e)
+    {_EDGE_PROPS})
+FOREACH (_ IN CASE WHEN x.rel = 'VIEWED' THEN [1] ELSE [] END |
+    MERGE (u)-[p:VIEWED]->(e)
+    {_EDGE_PROPS})
+"""
+
+
+def new_users_statement() -> str:
+    return _NEW_USERS
+
+
+def _new_edge(rel: str, row: dict[str, Any], entity: int) -> dict[str, Any]:
+    """The properties _BEHAVIOUR_EDGES gives a new edge, from its events in batch order."""
+    items = row["items"]
+    ts = [i["ts"] for i in items]
+    ks = [i["k"] for i in items]
+    amount = 0.0
+    for i in items:  # left to right, as the statement's reduce adds
+        amount += i["amt"]
+    bought = [t for t, k in zip(ts, ks, strict=True) if k == "purchase"]
+    return {"rel": rel, "e": entity, "ids": [i["id"] for i in items], "ts": ts, "ns": [i["n"] for i in items],
+            "amts": [i["amt"] for i in items], "ks": ks, "count": sum(i["n"] for i in items), "amount": amount,
+            "refunds": ks.count("refund"), "carts": ks.count("cart"), "first": min(ts), "last": max(ts),
+            "first_purchase": min(bought) if bought else None, "last_purchase": max(bought) if bought else None,
+            "currency": row["currency"], "category": row["category"]}
+
+
+def _new_user(user: dict[str, str], edges: list[dict[str, Any]]) -> dict[str, Any]:
+    """The user row with the aggregates _USER_AGGREGATES gives a user whose edges are `edges`
+    (Cypher's sum over no rows is the integer 0, min/max over none are null)."""
+    bought = [x for x in edges if x["rel"] == "PURCHASED"]
+    viewed = [x for x in edges if x["rel"] == "VIEWED"]
+    firsts = [x["first_purchase"] for x in bought if x["first_purchase"] is not None]
+    lasts = [x["last_purchase"] for x in bought if x["last_purchase"] is not None]
+    return {**user, "edges": edges, "purchases": sum(x["count"] for x in bought),
+            "amount": sum(x["amount"] for x in bought) if bought else 0,
+            "first_purchase": min(firsts) if firsts else None, "last_purchase": max(lasts) if lasts else None,
+            "views": sum(x["count"] for x in viewed), "last_view": max(x["last"] for x in viewed) if viewed else None}
+
+
+def _new_user_rows(grouped: _Edges, new: set[str], entities: dict[str, int]) -> list[dict[str, Any]]:
+    per_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (rel, uid, key), row in grouped.edges.items():
+        if uid in new:
+            per_user[uid].append(_new_edge(rel, row, entities[key]))
+    return [_new_user(grouped.users[uid], per_user[uid]) for uid in grouped.users if uid in new]
+
+
+# --- users already in the graph: touched by node id, edges merged, aggregates recomputed -------
+
+_TOUCH_USERS = """
+UNWIND $rows AS r
+WITH r, r.node AS un
+MATCH (u:User) WHERE id(u) = un
+SET u.first_seen = CASE WHEN r.first < u.first_seen THEN r.first ELSE u.first_seen END,
+    u.last_seen = CASE WHEN r.last > u.last_seen THEN r.last ELSE u.last_seen END
+"""
+
+
+def touch_users_statement() -> str:
+    return _TOUCH_USERS
 
 
 class EntityNodes(dict[str, int]):
     """Entity key → node id of the items written so far in one ingest run: an item is upserted
     (with its Wikidata context) once per run, later batches seek it by id."""
+
+
+def _jobs(
+    grouped: _Edges, stored: _Stored, entities: dict[str, int], context: Iterator[Job], batch: int,
+    edge_jobs: list[int],
+) -> Iterator[Job]:
+    """The write statements of one batch, in order; `edge_jobs` gets the positions of those whose
+    result counts written edges and events."""
+    at = iso(datetime.now(UTC))
+    sent = 0
+    for job in context:
+        yield job
+        sent += 1
+    new = {uid for uid in grouped.users if uid not in stored.nodes}
+    for chunk in chunks(_new_user_rows(grouped, new, entities), batch):
+        yield _NEW_USERS, {"rows": chunk, "at": at}
+        sent += 1
+    old = [{**row, "node": stored.nodes[uid]} for uid, row in grouped.users.items() if uid not in new]
+    for chunk in chunks(old, batch):
+        yield _TOUCH_USERS, {"rows": chunk}
+        sent += 1
+    by_rel: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (rel, uid, key), row in grouped.edges.items():
+        if uid not in new:
+            by_rel[rel].append({**row, "u": stored.nodes[uid], "e": entities[key]})
+    for rel, rows in by_rel.items():
+        for chunk in chunks(rows, batch):
+            edge_jobs.append(sent)
+            yield behaviour_edge_statement(rel), {"rows": chunk}
+            sent += 1
+    for chunk in chunks(sorted(stored.nodes[uid] for uid in grouped.users if uid not in new), batch):
+        yield _USER_AGGREGATES, {"nodes": chunk, "at": at}
 
 
 def write_events(
@@ -239,45 +356,34 @@ def write_events(
 ) -> BehaviourReport:
     """Users, item entities with their Wikidata context, behaviour edges, then user aggregates.
 
-    Refused events are in report.problems as (index into `linked`, field, message). Users and new
-    items are upserted first and return their node ids; the edges and aggregates then go through
-    the store's write stream by node id, with the cyclic GC paused as fusion does. Items already in
-    `entities` are not written again (their context is the caller's to skip too).
+    Refused events are in report.problems as (index into `linked`, field, message). One read finds
+    the batch's users already in the graph and what they hold of its events; new items are upserted
+    and return their node ids. Users new to the graph are then created with their edges and
+    aggregates in one statement each chunk; the others are updated by node id (edges merged,
+    aggregates recomputed from the edges). All writes go through the store's write stream, with
+    the cyclic GC paused as fusion does. Items already in `entities` are not written again (their
+    context is the caller's to skip too).
     """
     report = BehaviourReport()
     if not linked:
         return report
     entities = EntityNodes() if entities is None else entities
     with cyclic_gc_paused():
-        accepted, report.problems = _plan(linked, _stored(store, linked, batch))
-        users, targets, by_rel = _edge_rows(accepted)
-        user_nodes: dict[str, int] = {}
-        for chunk in chunks(list(users.values()), batch):
-            user_nodes.update(store.query(_UPSERT_USERS, {"rows": chunk}).rows)
-        for chunk in chunks(entity_rows(t for k, t in targets.items() if k not in entities), batch):
+        stored = _stored(store, linked, batch)
+        accepted, report.problems = _plan(linked, stored)
+        grouped = _edge_rows(accepted)
+        for chunk in chunks(entity_rows(t for k, t in grouped.targets.items() if k not in entities), batch):
             entities.update(store.query(ENTITY_NODES, {"rows": chunk}).rows)
-        at = iso(datetime.now(UTC))
-        edge_jobs: list[int] = []  # positions of the edge statements in the stream
-
-        def jobs() -> Iterator[Job]:
-            sent = 0
-            for job in context_jobs(context, parents, batch):
-                yield job
-                sent += 1
-            for rel, rows in by_rel.items():
-                for chunk in chunks(rows, batch):
-                    edge_jobs.append(sent)
-                    yield behaviour_edge_statement(rel), {"rows": [
-                        {**r, "u": user_nodes[r["user_id"]], "e": entities[r["key"]]} for r in chunk]}
-                    sent += 1
-            for chunk in chunks(sorted(user_nodes.values()), batch):
-                yield _USER_AGGREGATES, {"nodes": chunk, "at": at}
-
-        results = store.write_stream(jobs())
+        edge_jobs: list[int] = []  # positions of the merging edge statements in the stream
+        results = store.write_stream(_jobs(grouped, stored, entities, context_jobs(context, parents, batch), batch,
+                                           edge_jobs))
         for position in edge_jobs:
             rows = results[position].rows
             if rows:
                 report.edges_written += int(rows[0][0] or 0)
                 report.events_applied += int(rows[0][1] or 0)
-    report.users = sorted(users)
+    new_edges = [row for (_, uid, _), row in grouped.edges.items() if uid not in stored.nodes]
+    report.edges_written += len(new_edges)
+    report.events_applied += sum(len(row["items"]) for row in new_edges)
+    report.users = sorted(grouped.users)
     return report
