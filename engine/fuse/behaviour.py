@@ -25,7 +25,7 @@ Amounts are summed as given; there is no currency conversion (the last currency 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,12 +87,25 @@ class _Stored(BaseModel):
     purchases: dict[tuple[str, str], tuple[float, float]] = Field(default_factory=dict)
 
 
-def _stored(store: GraphStore, linked: Sequence[tuple[Event, TargetRef]], batch: int) -> _Stored:
+def _stored(
+    store: GraphStore, linked: Sequence[tuple[Event, TargetRef]], batch: int, busy: Collection[str] = (),
+    settle: Callable[[], object] | None = None,
+) -> _Stored:
     per_user: dict[str, set[str]] = {}
     for ev, _ in linked:
         per_user.setdefault(ev.user_id, set()).add(ev.key)
-    rows = [[u, sorted(ids)] for u, ids in per_user.items()]
+    rows = [[u, sorted(ids)] for u, ids in per_user.items() if u not in busy]
+    later = [[u, sorted(ids)] for u, ids in per_user.items() if u in busy]
     out = _Stored()
+    _read_into(out, store, rows, batch)
+    if later:
+        if settle is not None:
+            settle()
+        _read_into(out, store, later, batch)
+    return out
+
+
+def _read_into(out: _Stored, store: GraphStore, rows: list[list[Any]], batch: int) -> None:
     for chunk in chunks(rows, batch):
         for uid, node, rel, key, *aggregates, ev_id, kind, ts, amt in bulk_rows(store, _STORED_EVENTS, {"rows": chunk}):
             out.nodes[uid] = int(node)
@@ -104,7 +117,6 @@ def _stored(store: GraphStore, linked: Sequence[tuple[Event, TargetRef]], batch:
                 out.events[(uid, ev_id)] = (rel, key, kind, ts, _number(amt))
             if rel == "PURCHASED":
                 out.purchases[(uid, key)] = (float(aggregates[0] or 0), aggregates[1])
-    return out
 
 
 def _number(value: Any) -> float:
@@ -312,6 +324,57 @@ class EntityNodes(dict[str, int]):
     (with its Wikidata context) once per run, later batches seek it by id."""
 
 
+class PreparedEvents:
+    """One batch planned against the graph: its report and the statements that write it."""
+
+    def __init__(self, report: BehaviourReport, jobs: list[Job]) -> None:
+        self.report = report
+        self.jobs = jobs
+
+    def write(self, store: GraphStore) -> BehaviourReport:
+        with cyclic_gc_paused():
+            store.write_stream(iter(self.jobs))
+        return self.report
+
+
+def prepare_events(
+    store: GraphStore,
+    linked: Sequence[tuple[Event, TargetRef]],
+    context: list[ContextEdge],
+    parents: dict[str, dict[str, Any]],
+    *,
+    batch: int = 5000,
+    entities: EntityNodes | None = None,
+    busy: Collection[str] = (),
+    settle: Callable[[], object] | None = None,
+) -> PreparedEvents:
+    """Read what the graph holds of the batch's users, plan the batch, upsert its new items.
+
+    `busy`: users whose writes are still on their way (the previous batch, while it is written):
+    the others are read at once, these only after `settle()` returns, so a batch is planned while
+    the one before it is written and still sees it.
+    """
+    report = BehaviourReport()
+    if not linked:
+        return PreparedEvents(report, [])
+    entities = EntityNodes() if entities is None else entities
+    with cyclic_gc_paused():
+        stored = _stored(store, linked, batch, busy, settle)
+        accepted, report.problems = _plan(linked, stored)
+        grouped = _edge_rows(accepted)
+        for chunk in chunks(entity_rows(t for k, t in grouped.targets.items() if k not in entities), batch):
+            entities.update(store.query(ENTITY_NODES, {"rows": chunk}).rows)
+        new, known = _user_rows(grouped, stored, entities)
+    at = iso(datetime.now(UTC))
+    jobs = list(context_jobs(context, parents, batch))
+    jobs += [(statement, {"rows": chunk, "at": at})
+             for statement, rows in ((_NEW_USERS, new), (_KNOWN_USERS, known)) for chunk in chunks(rows, batch)]
+    report.edges_written = len(grouped.edges)
+    report.events_applied = len(accepted)
+    report.users = sorted(grouped.users)
+    return PreparedEvents(report, jobs)
+
+
 def write_events(
     store: GraphStore,
     linked: Sequence[tuple[Event, TargetRef]],
@@ -328,27 +391,4 @@ def write_events(
     edges) go through the store's write stream, with the cyclic GC paused as fusion does. Items
     already in `entities` are not written again (their context is the caller's to skip too).
     """
-    report = BehaviourReport()
-    if not linked:
-        return report
-    entities = EntityNodes() if entities is None else entities
-    with cyclic_gc_paused():
-        stored = _stored(store, linked, batch)
-        accepted, report.problems = _plan(linked, stored)
-        grouped = _edge_rows(accepted)
-        for chunk in chunks(entity_rows(t for k, t in grouped.targets.items() if k not in entities), batch):
-            entities.update(store.query(ENTITY_NODES, {"rows": chunk}).rows)
-        new, known = _user_rows(grouped, stored, entities)
-        at = iso(datetime.now(UTC))
-
-        def jobs() -> Iterator[Job]:
-            yield from context_jobs(context, parents, batch)
-            for statement, rows in ((_NEW_USERS, new), (_KNOWN_USERS, known)):
-                for chunk in chunks(rows, batch):
-                    yield statement, {"rows": chunk, "at": at}
-
-        store.write_stream(jobs())
-    report.edges_written = len(grouped.edges)
-    report.events_applied = len(accepted)
-    report.users = sorted(grouped.users)
-    return report
+    return prepare_events(store, linked, context, parents, batch=batch, entities=entities).write(store)
