@@ -244,6 +244,15 @@ def _user_aggregates(edges: list[tuple[str, Aggregates]]) -> list[Any]:
 # its last digit). An edge that
 # already holds one of the keys is left alone (a second writer got there first). Items are sought
 # by node id, projected first (WITH x[1] AS en), which is what makes FalkorDB seek instead of scan.
+_EDGE_VALUES = """p.count = x[7], p.refund_count = x[8], p.cart_count = x[9], p.first_ts = x[10],
+        p.last_ts = x[11], p.first_purchase_ts = x[12], p.last_purchase_ts = x[13]"""
+
+_EDGE_APPEND = f"""SET p.ev_ids = coalesce(p.ev_ids, []) + x[2], p.ev_ts = coalesce(p.ev_ts, []) + x[3],
+        p.ev_n = coalesce(p.ev_n, []) + x[4], p.ev_amt = coalesce(p.ev_amt, []) + x[5],
+        p.ev_k = coalesce(p.ev_k, []) + x[6], p.amount = reduce(s = coalesce(p.amount, 0.0), a IN x[5] | s + a),
+        {_EDGE_VALUES}, p.currency = coalesce(x[14], p.currency), p.category = coalesce(x[15], p.category)"""
+
+# A user's edges: appended to (known users), where the edge does not hold one of the keys yet.
 _EDGE_WRITE = """
 WITH u, r
 UNWIND r[9] AS x
@@ -257,25 +266,35 @@ FOREACH (_ IN CASE WHEN x[0] = 0 THEN [1] ELSE [] END |
     MERGE (u)-[p:VIEWED]->(e)
     FOREACH (_ IN CASE WHEN none(i IN x[2] WHERE i IN coalesce(p.ev_ids, [])) THEN [1] ELSE [] END |
         {set}))
-""".replace("{set}", """SET p.ev_ids = coalesce(p.ev_ids, []) + x[2], p.ev_ts = coalesce(p.ev_ts, []) + x[3],
-        p.ev_n = coalesce(p.ev_n, []) + x[4], p.ev_amt = coalesce(p.ev_amt, []) + x[5],
-        p.ev_k = coalesce(p.ev_k, []) + x[6], p.count = x[7],
-        p.amount = reduce(s = coalesce(p.amount, 0.0), a IN x[5] | s + a), p.refund_count = x[8],
-        p.cart_count = x[9], p.first_ts = x[10], p.last_ts = x[11], p.first_purchase_ts = x[12],
-        p.last_purchase_ts = x[13], p.currency = coalesce(x[14], p.currency),
-        p.category = coalesce(x[15], p.category)""")
+""".replace("{set}", _EDGE_APPEND)
+
+# A new user's edges: created whole (an edge found instead, written by another writer since the
+# read, is left alone).
+_EDGE_CREATE = """
+WITH u, r
+UNWIND r[9] AS x
+WITH u, x, x[1] AS en
+MATCH (e:Entity) WHERE id(e) = en
+FOREACH (_ IN CASE WHEN x[0] = 1 THEN [1] ELSE [] END |
+    MERGE (u)-[p:PURCHASED]->(e)
+    {set})
+FOREACH (_ IN CASE WHEN x[0] = 0 THEN [1] ELSE [] END |
+    MERGE (u)-[p:VIEWED]->(e)
+    {set})
+""".replace("{set}", f"""ON CREATE SET p.ev_ids = x[2], p.ev_ts = x[3], p.ev_n = x[4], p.ev_amt = x[5], p.ev_k = x[6],
+        p.amount = reduce(s = 0.0, a IN x[5] | s + a), {_EDGE_VALUES}, p.currency = x[14], p.category = x[15]""")
 
 _USER_SET = """u.purchase_count = r[3], u.purchase_amount = r[4], u.first_purchase_ts = r[5],
     u.last_purchase_ts = r[6], u.view_count = r[7], u.last_view_ts = r[8], u.updated_at = $at"""
 
 # Users new to the graph. MERGE (not CREATE) keeps a user single even if another writer created
-# it since the batch's read.
+# it since the batch's read (that user is then left to the other writer's aggregates).
 _NEW_USERS = f"""
 UNWIND $rows AS r
 MERGE (u:User {{id: r[0]}})
-ON CREATE SET u.first_seen = r[1], u.last_seen = r[2], u.n_docs = 0, u.langs = []
-SET {_USER_SET}
-{_EDGE_WRITE}"""
+ON CREATE SET u.first_seen = r[1], u.last_seen = r[2], u.n_docs = 0, u.langs = [],
+    {_USER_SET}
+{_EDGE_CREATE}"""
 
 # Users the read found, by node id: first/last seen may come from facts too.
 _KNOWN_USERS = f"""
