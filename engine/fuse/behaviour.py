@@ -237,13 +237,12 @@ def _user_aggregates(edges: list[tuple[str, Aggregates]]) -> list[Any]:
 
 # Each user with its touched edges in one row: [user (id when new, node id when known), first_seen,
 # last_seen, purchase_count, purchase_amount, first_purchase_ts, last_purchase_ts, view_count,
-# last_view_ts, edges]; an edge is [1 for PURCHASED else 0, item node, ids, ts, ns, amts, ks,
+# last_view_ts, edges]; an edge is [kind (see _EDGE_WRITE), item node, ids, ts, ns, amts, ks,
 # count, refund_count, cart_count, first_ts, last_ts, first_purchase_ts, last_purchase_ts,
-# currency, category]: the batch's events to append and the edge's new aggregates (the amount is
-# added on the server, left to right from the stored one: read back as text it could be off in
-# its last digit). An edge that
-# already holds one of the keys is left alone (a second writer got there first). Items are sought
-# by node id, projected first (WITH x[1] AS en), which is what makes FalkorDB seek instead of scan.
+# currency, category]: the batch's events to append and the edge's new aggregates. The amount is
+# added on the server, left to right from the stored one (read back as text it could be off in its
+# last digit). Items are sought by node id, projected first (WITH x[1] AS en), which is what makes
+# FalkorDB seek instead of scan.
 _EDGE_VALUES = """p.count = x[7], p.refund_count = x[8], p.cart_count = x[9], p.first_ts = x[10],
         p.last_ts = x[11], p.first_purchase_ts = x[12], p.last_purchase_ts = x[13]"""
 
@@ -252,37 +251,26 @@ _EDGE_APPEND = f"""SET p.ev_ids = coalesce(p.ev_ids, []) + x[2], p.ev_ts = coale
         p.ev_k = coalesce(p.ev_k, []) + x[6], p.amount = reduce(s = coalesce(p.amount, 0.0), a IN x[5] | s + a),
         {_EDGE_VALUES}, p.currency = coalesce(x[14], p.currency), p.category = coalesce(x[15], p.category)"""
 
-# A user's edges: appended to (known users), where the edge does not hold one of the keys yet.
+_EDGE_CREATE = f"""ON CREATE SET p.ev_ids = x[2], p.ev_ts = x[3], p.ev_n = x[4], p.ev_amt = x[5], p.ev_k = x[6],
+        p.amount = reduce(s = 0.0, a IN x[5] | s + a), {_EDGE_VALUES}, p.currency = x[14], p.category = x[15]"""
+
+# A user's edges by kind (x[0]): 0 / 1 a new VIEWED / PURCHASED edge, created whole (an edge found
+# instead, written by another writer since the read, is left alone); 2 / 3 an edge the read found,
+# appended to unless it already holds one of the keys.
 _EDGE_WRITE = """
 WITH u, r
 UNWIND r[9] AS x
 WITH u, x, x[1] AS en
 MATCH (e:Entity) WHERE id(e) = en
-FOREACH (_ IN CASE WHEN x[0] = 1 THEN [1] ELSE [] END |
-    MERGE (u)-[p:PURCHASED]->(e)
-    FOREACH (_ IN CASE WHEN none(i IN x[2] WHERE i IN coalesce(p.ev_ids, [])) THEN [1] ELSE [] END |
-        {set}))
-FOREACH (_ IN CASE WHEN x[0] = 0 THEN [1] ELSE [] END |
+FOREACH (_ IN CASE WHEN x[0] = 0 THEN [1] ELSE [] END | MERGE (u)-[p:VIEWED]->(e) {create})
+FOREACH (_ IN CASE WHEN x[0] = 1 THEN [1] ELSE [] END | MERGE (u)-[p:PURCHASED]->(e) {create})
+FOREACH (_ IN CASE WHEN x[0] = 2 THEN [1] ELSE [] END |
     MERGE (u)-[p:VIEWED]->(e)
-    FOREACH (_ IN CASE WHEN none(i IN x[2] WHERE i IN coalesce(p.ev_ids, [])) THEN [1] ELSE [] END |
-        {set}))
-""".replace("{set}", _EDGE_APPEND)
-
-# A new user's edges: created whole (an edge found instead, written by another writer since the
-# read, is left alone).
-_EDGE_CREATE = """
-WITH u, r
-UNWIND r[9] AS x
-WITH u, x, x[1] AS en
-MATCH (e:Entity) WHERE id(e) = en
-FOREACH (_ IN CASE WHEN x[0] = 1 THEN [1] ELSE [] END |
+    FOREACH (_ IN CASE WHEN none(i IN x[2] WHERE i IN coalesce(p.ev_ids, [])) THEN [1] ELSE [] END | {append}))
+FOREACH (_ IN CASE WHEN x[0] = 3 THEN [1] ELSE [] END |
     MERGE (u)-[p:PURCHASED]->(e)
-    {set})
-FOREACH (_ IN CASE WHEN x[0] = 0 THEN [1] ELSE [] END |
-    MERGE (u)-[p:VIEWED]->(e)
-    {set})
-""".replace("{set}", f"""ON CREATE SET p.ev_ids = x[2], p.ev_ts = x[3], p.ev_n = x[4], p.ev_amt = x[5], p.ev_k = x[6],
-        p.amount = reduce(s = 0.0, a IN x[5] | s + a), {_EDGE_VALUES}, p.currency = x[14], p.category = x[15]""")
+    FOREACH (_ IN CASE WHEN none(i IN x[2] WHERE i IN coalesce(p.ev_ids, [])) THEN [1] ELSE [] END | {append}))
+""".replace("{create}", _EDGE_CREATE).replace("{append}", _EDGE_APPEND)
 
 _USER_SET = """u.purchase_count = r[3], u.purchase_amount = r[4], u.first_purchase_ts = r[5],
     u.last_purchase_ts = r[6], u.view_count = r[7], u.last_view_ts = r[8], u.updated_at = $at"""
@@ -294,7 +282,7 @@ UNWIND $rows AS r
 MERGE (u:User {{id: r[0]}})
 ON CREATE SET u.first_seen = r[1], u.last_seen = r[2], u.n_docs = 0, u.langs = [],
     {_USER_SET}
-{_EDGE_CREATE}"""
+{_EDGE_WRITE}"""
 
 # Users the read found, by node id: first/last seen may come from facts too.
 _KNOWN_USERS = f"""
@@ -325,7 +313,8 @@ def _user_rows(grouped: _Edges, stored: _Stored, entities: dict[str, int]) -> tu
     for (rel, uid, key), row in grouped.edges.items():
         agg = _merged(stored.edges.get((rel, uid, key)), row)
         final[uid][(rel, key)] = agg
-        touched[uid].append([1 if rel == "PURCHASED" else 0, entities[key], *row[2:], agg[0], *agg[2:], row[0], row[1]])
+        kind = (1 if rel == "PURCHASED" else 0) + (2 if (rel, uid, key) in stored.edges else 0)
+        touched[uid].append([kind, entities[key], *row[2:], agg[0], *agg[2:], row[0], row[1]])
     new: list[Any] = []
     known: list[Any] = []
     for uid, span in grouped.users.items():
