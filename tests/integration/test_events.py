@@ -401,3 +401,28 @@ def test_an_event_key_on_the_edge_is_never_appended_twice(store, monkeypatch) ->
     apply_events(store, [Event.model_validate_json(ev(event_id="k1"))])
     assert edge(store, "ana")["Q5372"] == before
     assert store.ro_query("MATCH (u:User {id: 'ana'}) RETURN count(u)").scalar() == 1
+
+
+def test_a_queued_event_batch_is_the_in_process_ingest(store, settings) -> None:
+    """The worker's side of `ingest-events --queue` (engine/distributed/tasks.py process_batch): raw
+    rows validated and written as in-process, the same errors by line, the same graph."""
+    from engine.distributed.jobs import BatchTask
+    from engine.distributed.tasks import PROCESS, process_batch
+    from engine.ingest import events_from_items
+
+    rows = [json.loads(ev(event_id="q1", user_id=u)) for u in ("qa", "qb")]
+    rows += [json.loads(ev(event_id="q2", user_id="qa", amount=-1)),
+             json.loads(ev(event_id="q3", user_id="qa", type="refund", amount=30, ts="2024-05-02T10:00:00Z"))]
+    PROCESS.reset()
+    try:
+        report, users, _ = process_batch(settings, BatchTask(job_id="j", batch=0, kind="events", partition=0,
+                                                             rows=list(enumerate(rows, start=1))), None)
+    finally:
+        if PROCESS.store is not None:
+            PROCESS.store.close()
+        PROCESS.reset()
+    assert (report.applied, [(e.line, e.field) for e in report.errors], users) == (3, [(3, "amount")], {"qa", "qb"})
+    queued = _shape(store, "qa")
+    in_process = ingest_events(store, Settings(), events_from_items(
+        {**r, "user_id": "qc"} for r in rows if r["user_id"] == "qa"))
+    assert in_process.applied == 2 and _shape(store, "qc") == queued
