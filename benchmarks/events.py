@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -120,7 +121,8 @@ def main() -> None:
             t0 = time.perf_counter()
             write_events(path, args.events, args.users, pool, now, "e", seed=7)
             print(f"events benchmark: {args.events:,} events over {args.users:,} users, {len(pool):,} items "
-                  f"(file written in {time.perf_counter() - t0:.1f}s); batch {args.batch:,}", flush=True)
+                  f"(file written in {time.perf_counter() - t0:.1f}s); batch {args.batch:,}; load average "
+                  f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
 
             t0 = time.perf_counter()
             raw_n = raw_ingest(raw_store, path, args.batch)
@@ -132,7 +134,7 @@ def main() -> None:
             eng_s = time.perf_counter() - t0
             print(f"  engine ingest-events: {report.accepted:,} events ({report.applied:,} new, {report.users:,} "
                   f"users, {len(report.errors)} errors) in {eng_s:.1f}s = {report.accepted / eng_s:,.0f} events/s; "
-                  f"ratio to raw {raw_s / eng_s:.2f}", flush=True)
+                  f"ratio to raw {raw_s / eng_s:.2f}; load average {os.getloadavg()[0]:.2f}", flush=True)
 
             apply_definition(engine_store, SEGMENT)
             full = run_segment(engine_store, SEGMENT["id"], now=now)

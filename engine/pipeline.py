@@ -12,18 +12,18 @@ field), distinct counts and conflict totals whoever calls them. `apply_*` write 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field
 
 from engine.check import CheckReport, check_users
 from engine.config import Settings
 from engine.contracts import DocumentIn, DocumentSentiment, Fact, Record, ResolvedFact, TargetRef
-from engine.fuse import RELATION, EntityNodes, FuseReport, fuse, write_context, write_events
+from engine.fuse import RELATION, EntityNodes, FuseReport, PreparedEvents, fuse, prepare_events, write_context
 from engine.gc_pause import cyclic_gc_paused
 from engine.ingest import Deduper, Event, FactLine, LineError, Numbered, detect_language, normalise_lang
 from engine.ingest.events import IDLE
@@ -128,20 +128,33 @@ def _compact_after_bulk(store: GraphStore | None, settings: Settings, report: In
 def _batches(
     items: Iterable[Numbered[T]], report: IngestReport, size: int, progress: Progress | None
 ) -> Iterator[list[tuple[int | None, T]]]:
-    """Valid items in batches of `size`; errors and warnings go straight into the report."""
+    """Valid items in batches of `size`; errors and warnings go straight into the report.
+
+    `progress` hears of the lines read once per batch (a progress bar's update per line costs
+    more than validating a line)."""
     pending: list[tuple[int | None, T]] = []
     last_line: int | None = None
+    unreported = 0
+
+    def batch_out() -> list[tuple[int | None, T]]:
+        nonlocal unreported
+        if progress is not None and unreported:
+            progress(unreported)
+        unreported = 0
+        return pending
+
     for line, item in items:
         if item is IDLE:  # a live stream went quiet: write what is pending now
-            if pending:
-                yield pending
+            if pending or unreported:
+                out = batch_out()
+                if out:
+                    yield out
                 pending = []
             continue
         if line != last_line or line is None:
             report.lines += 1
             last_line = line
-            if progress is not None:
-                progress(1)
+            unreported += 1
         if isinstance(item, LineError):
             report.errors.append(item)
             if not item.fatal:
@@ -150,10 +163,11 @@ def _batches(
         report.accepted += 1
         pending.append((line, item))
         if len(pending) >= size:
-            yield pending
+            yield batch_out()
             pending = []
-    if pending:
-        yield pending
+    out = batch_out()
+    if out:
+        yield out
 
 
 # --- facts ------------------------------------------------------------------------------------
@@ -236,14 +250,12 @@ def ingest_facts(
 # --- events -----------------------------------------------------------------------------------
 
 
-def apply_events(
+def plan_events(
     store: GraphStore, events: Sequence[Event], *, batch: int = 5000, linker: ItemLinker | None = None,
-    entities: EntityNodes | None = None,
-) -> EventBatchReport:
-    """Link the items of one batch of events, then write the behaviour edges.
-
-    `entities`: the items an ingest run has written already (with their context), kept across
-    its batches so each item is written once per run."""
+    entities: EntityNodes | None = None, busy: frozenset[str] = frozenset(), settle: Callable[[], object] | None = None,
+) -> tuple[EventBatchReport, PreparedEvents]:
+    """Link the items of one batch of events and plan its writes (`prepare_events`: `busy` users
+    are read only after `settle()`); the batch's report and what writes it."""
     linker = linker or ItemLinker()
     entities = EntityNodes() if entities is None else entities
     report = EventBatchReport(events_in=len(events))
@@ -258,11 +270,26 @@ def apply_events(
         linked.append((ev, target))
         positions.append(i)
     ctx = context_for({t.key: t for _, t in linked if t.key not in entities}.values())
-    written = write_events(store, linked, ctx.context, ctx.parents, batch=batch, entities=entities)
-    report.events_applied, report.edges_written = written.events_applied, written.edges_written
-    report.problems += [(positions[i], field, message) for i, field, message in written.problems]
+    prepared = prepare_events(store, linked, ctx.context, ctx.parents, batch=batch, entities=entities, busy=busy,
+                              settle=settle)
+    planned = prepared.report
+    report.events_applied, report.edges_written = planned.events_applied, planned.edges_written
+    report.problems += [(positions[i], field, message) for i, field, message in planned.problems]
     report.problems.sort()
-    report.users = written.users
+    report.users = planned.users
+    return report, prepared
+
+
+def apply_events(
+    store: GraphStore, events: Sequence[Event], *, batch: int = 5000, linker: ItemLinker | None = None,
+    entities: EntityNodes | None = None,
+) -> EventBatchReport:
+    """Link the items of one batch of events, then write the behaviour edges.
+
+    `entities`: the items an ingest run has written already (with their context), kept across
+    its batches so each item is written once per run."""
+    report, prepared = plan_events(store, events, batch=batch, linker=linker, entities=entities)
+    prepared.write(store)
     return report
 
 
@@ -277,19 +304,31 @@ def ingest_events(
 ) -> IngestReport:
     """Behaviour events (from `engine.ingest.read_events`, `read_event_stream` or an API body) into the graph.
 
-    Pipelined: while one batch is linked and written (on a writer thread, with the cyclic GC paused),
-    the next is read and validated. `after_batch` runs on the writer thread after each batch is in
-    the graph (e.g. to refresh the segments of the batch's users).
+    Pipelined in three stages on three threads, with the cyclic GC paused: this one reads and
+    validates batch N+2 while a planner reads what the graph holds of batch N+1's users and plans
+    it (links, idempotency, refunds, aggregates) while a writer writes batch N. The planner reads
+    the users of batch N only once N is written, so every batch sees the ones before it.
+    `after_batch` runs on the writer thread after each batch is in the graph (e.g. to refresh the
+    segments of the batch's users).
     """
     report = IngestReport(kind="events")
     tally = _Tally(report)
     linker, entities = ItemLinker(), EntityNodes()
+    sent: deque[tuple[list[tuple[int | None, Event]], Future[EventBatchReport]]] = deque()
 
-    def apply(events: list[Event]) -> EventBatchReport:
-        result = apply_events(store, events, batch=batch, linker=linker, entities=entities)
+    def write(result: EventBatchReport, prepared: PreparedEvents) -> EventBatchReport:
+        prepared.write(store)
         if after_batch is not None:
             after_batch(result)
         return result
+
+    def plan(events: list[Event], previous: _InFlight | None, before: Future[EventBatchReport] | None) -> _InFlight:
+        if before is not None:
+            before.result()  # the batch before the previous one is in the graph
+        result, prepared = plan_events(
+            store, events, batch=batch, linker=linker, entities=entities,
+            busy=previous.users if previous else frozenset(), settle=previous.written.result if previous else None)
+        return _InFlight(users=frozenset(result.users), written=writer.submit(write, result, prepared))
 
     def collect(chunk: list[tuple[int | None, Event]], result: EventBatchReport) -> None:
         report.errors.extend(LineError(line=chunk[i][0], field=f, message=m) for i, f, m in result.problems)
@@ -297,17 +336,35 @@ def ingest_events(
         report.edges_written += result.edges_written
         tally.users.update(result.users)
 
-    with cyclic_gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-writer") as writer:
-        pending: tuple[list[tuple[int | None, Event]], Future[EventBatchReport]] | None = None
+    with cyclic_gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-planner") as planner, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-writer") as writer:
+        planning: tuple[list[tuple[int | None, Event]], Future[_InFlight]] | None = None
+        previous: _InFlight | None = None
         for chunk in _batches(items, report, batch, progress):
-            submitted = writer.submit(apply, [e for _, e in chunk])
-            if pending is not None:
-                collect(pending[0], pending[1].result())
-            pending = (chunk, submitted)
-        if pending is not None:
-            collect(pending[0], pending[1].result())
+            before = previous.written if previous else None
+            if planning is not None:
+                previous = planning[1].result()
+                sent.append((planning[0], previous.written))
+            planning = (chunk, planner.submit(plan, [e for _, e in chunk], previous, before))
+            while sent and sent[0][1].done():
+                collect(*_result(sent.popleft()))
+        if planning is not None:
+            sent.append((planning[0], planning[1].result().written))
+        while sent:
+            collect(*_result(sent.popleft()))
     _compact_after_bulk(store, settings, report)
     return tally.close()
+
+
+class _InFlight(NamedTuple):
+    """A planned batch on its way to the graph: its users, and the write that finishes it."""
+
+    users: frozenset[str]
+    written: Future[EventBatchReport]
+
+
+def _result(item: tuple[T, Future[EventBatchReport]]) -> tuple[T, EventBatchReport]:
+    return item[0], item[1].result()
 
 
 # --- records ----------------------------------------------------------------------------------

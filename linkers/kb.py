@@ -305,6 +305,7 @@ def load_kb(path: Path) -> KnowledgeBase:
 
 _LOCK = threading.Lock()
 _CACHE: dict[Path, KnowledgeBase] = {}
+_RESOLVED: dict[Path, Path] = {}  # path as given → resolved, until reset_cache
 
 
 _DEFAULT: list[Path] = [DEFAULT_KB_PATH]
@@ -321,7 +322,10 @@ def kb_path() -> Path:
 
 def get_kb(path: Path | None = None) -> KnowledgeBase:
     """The process-wide KB, loaded lazily once per path (module-level cache)."""
-    target = (path or kb_path()).resolve()
+    given = path or kb_path()
+    target = _RESOLVED.get(given)
+    if target is None:  # resolving is a few system calls: bulk linking asks for the KB per item
+        target = _RESOLVED[given] = given.resolve()
     kb = _CACHE.get(target)
     if kb is None:
         with _LOCK:
@@ -336,3 +340,4 @@ def reset_cache() -> None:
     """Forget loaded KBs (tests, or after `persona kb build` in the same process)."""
     with _LOCK:
         _CACHE.clear()
+        _RESOLVED.clear()

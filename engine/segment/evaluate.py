@@ -37,7 +37,7 @@ from engine.segment.compile import (
     unpack_hit,
 )
 from engine.segment.model import MAX_DEPTH, EntityMatch, Leaf, Node, SegmentDefinition
-from engine.store import GraphStore, StoreError
+from engine.store import GraphStore, StoreError, bulk_rows
 
 RESTRICT_LIMIT = 20_000  # above this many candidates an open scan beats shipping the id list
 CHUNK = 5_000
@@ -115,17 +115,8 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 def read_rows(
     store: GraphStore, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None
 ) -> list[list[Any]]:
-    """All rows of a read-only statement, through the bulk path (`ro_stream`) where the store has one.
-
-    Bulk rows are plain values: numbers other than integers may come back as text (callers convert).
-    """
-    stream = getattr(store, "ro_stream", None)  # test doubles and foreign stores may lack it
-    if stream is None:
-        return store.ro_query(cypher, params, timeout_ms).rows
-    rows: list[list[Any]] = []
-    for batch in stream(cypher, params, batch_size=STREAM_BATCH, timeout_ms=timeout_ms):
-        rows += batch
-    return rows
+    """All rows of a read-only statement, through the bulk path where the store has one (`bulk_rows`)."""
+    return bulk_rows(store, cypher, params, timeout_ms=timeout_ms, batch_size=STREAM_BATCH)
 
 
 def _float(x: Any) -> float:

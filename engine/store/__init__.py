@@ -15,6 +15,7 @@ from engine.store.base import (
     QueryResult,
     ReadOnlyViolation,
     StoreError,
+    bulk_rows,
     refuse_outbound,
 )
 from engine.store.durability import CompactReport, LoadProgress, ProgressCallback
@@ -75,6 +76,7 @@ __all__ = [
     "ReadOnlyViolation",
     "ServerStatus",
     "StoreError",
+    "bulk_rows",
     "open_store",
     "refuse_outbound",
 ]

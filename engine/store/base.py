@@ -163,3 +163,20 @@ class GraphStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def bulk_rows(
+    store: GraphStore, cypher: str, params: dict[str, Any] | None = None, *, timeout_ms: int | None = None,
+    batch_size: int = 100_000,
+) -> list[list[Any]]:
+    """All rows of a read-only statement, through the bulk path (`ro_stream`) where the store has one.
+
+    Bulk rows are plain values: numbers other than integers may come back as text (callers convert).
+    """
+    stream = getattr(store, "ro_stream", None)  # test doubles and foreign stores may lack it
+    if stream is None:
+        return store.ro_query(cypher, params, timeout_ms).rows
+    rows: list[list[Any]] = []
+    for batch in stream(cypher, params, batch_size=batch_size, timeout_ms=timeout_ms):
+        rows += batch
+    return rows

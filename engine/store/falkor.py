@@ -86,7 +86,8 @@ def _cypher_literal(value: Any) -> str | None:
     if _UNSAFE_ESCAPE.search(text):
         return None
     keys: set[str] = set()
-    _map_keys(value, keys)
+    if "{" in text:  # no map anywhere otherwise (a brace inside a string only costs the walk)
+        _map_keys(value, keys)
     for key in keys:
         if not (isinstance(key, str) and key.isidentifier() and key.isascii()):
             return None

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.export import export_segment, export_statement
-from engine.fuse import behaviour_edge_statement, stored_events_statement, user_aggregates_statement
+from engine.fuse import known_users_statement, new_users_statement, stored_events_statement
 from engine.ingest import Event
 from engine.pipeline import apply_events, apply_fact_lines
 from engine.segment import apply_definition, parse_definition, run_segment, segment_members, service
@@ -71,8 +71,8 @@ def compiled_variants() -> set[str]:
     # Other predicates only change the (whitelisted) relationship type, which the linter cannot judge.
     out |= {closure_level_statement(HIERARCHY), closure_level_statement(LOCATION), entities_by_qid_statement(),
             entity_labels_statement(), known_qids_statement(), universe_statement(restricted=True),
-            universe_statement(restricted=False), behaviour_edge_statement("PURCHASED"),
-            behaviour_edge_statement("VIEWED"), user_aggregates_statement(), stored_events_statement(),
+            universe_statement(restricted=False), known_users_statement(), new_users_statement(),
+            stored_events_statement(),
             labels_statement(),
             *projection_statements()}
     out |= {export_statement(delta=d, public_reason=p, paged=g)
