@@ -49,6 +49,13 @@ def _report(report, out: Path) -> None:
     console.print(f"wrote {out / (report.task + '.safetensors')} and the model card {card}")
 
 
+def _checkpoint(report, out: Path) -> None:
+    from engine.train.card import write_card
+
+    write_card(out, report)
+    console.print(f"epoch {report.result.best_epoch}: best so far, saved to {out}; dev {json.dumps(report.dev)}")
+
+
 def _bar_progress(bar, task_id):
     def progress(done: int, total: int, what: str) -> None:
         bar.update(task_id, completed=done, total=total, description=what)
@@ -68,6 +75,7 @@ def facts(
     templates: int = typer.Option(60, min=0, help="Template sentences per template over KB vocabulary (0: none)"),
     max_train: int | None = typer.Option(None, help="Use at most this many PersonaExt training sentences (seeded)"),
     compounds: int = typer.Option(1500, min=0, help="Two-sentence English compounds (a third as many Chinese)"),
+    zh_repeat: int = typer.Option(1, min=1, help="Times the (few) Chinese training sentences are repeated per epoch"),
     calibrate_only: bool = typer.Option(
         False, "--calibrate-only", help="Keep the weights in --out; refit calibration and thresholds on dev"),
     resume: Path | None = typer.Option(None, "--resume", help="Start from the facts weights in this folder"),
@@ -96,7 +104,8 @@ def facts(
     with progress_bar() as bar:
         task_id = bar.add_task("training facts", total=None)
         report = train_facts(model, base.tokenizer, data, target, config, extra_examples=extra, max_train=max_train,
-                             compounds=compounds, progress=_bar_progress(bar, task_id), base_sha256=sha)
+                             compounds=compounds, zh_repeat=zh_repeat, progress=_bar_progress(bar, task_id),
+                             base_sha256=sha, checkpoint=lambda r: _checkpoint(r, target))
     _report(report, target)
 
 
