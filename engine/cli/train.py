@@ -49,6 +49,23 @@ def _report(report, out: Path) -> None:
     console.print(f"wrote {out / (report.task + '.safetensors')} and the model card {card}")
 
 
+def _resumed_from(folder: Path) -> str:
+    """What the weights a run starts from were trained on, from their metadata, for the card."""
+    from engine.extract.encoder.weights import load_task
+
+    meta = load_task(folder, "facts")[0]
+    return f"{folder.name}/facts (dev {json.dumps(meta.metrics.get('dev', {}))})"
+
+
+def _checkpoint(report, out: Path, resumed_from: str | None = None) -> None:
+    from engine.train.card import write_card
+
+    if resumed_from:
+        report.extra["resumed_from"] = resumed_from
+    write_card(out, report)
+    console.print(f"epoch {report.result.best_epoch}: best so far, saved to {out}; dev {json.dumps(report.dev)}")
+
+
 def _bar_progress(bar, task_id):
     def progress(done: int, total: int, what: str) -> None:
         bar.update(task_id, completed=done, total=total, description=what)
@@ -68,6 +85,7 @@ def facts(
     templates: int = typer.Option(60, min=0, help="Template sentences per template over KB vocabulary (0: none)"),
     max_train: int | None = typer.Option(None, help="Use at most this many PersonaExt training sentences (seeded)"),
     compounds: int = typer.Option(1500, min=0, help="Two-sentence English compounds (a third as many Chinese)"),
+    zh_repeat: int = typer.Option(1, min=1, help="Times the (few) Chinese training sentences are repeated per epoch"),
     calibrate_only: bool = typer.Option(
         False, "--calibrate-only", help="Keep the weights in --out; refit calibration and thresholds on dev"),
     resume: Path | None = typer.Option(None, "--resume", help="Start from the facts weights in this folder"),
@@ -88,6 +106,7 @@ def facts(
         dev = recalibrate_facts(model, base.tokenizer, data, out or PACKAGED)
         console.print(f"recalibrated on dev: {json.dumps(dev)}")
         return
+    origin = _resumed_from(resume) if resume else None
     if resume:
         resume_facts(model, load_task(resume, "facts")[1])
     extra = template_examples(linkers.get_kb(), per_template=templates, seed=seed) if templates else []
@@ -96,7 +115,10 @@ def facts(
     with progress_bar() as bar:
         task_id = bar.add_task("training facts", total=None)
         report = train_facts(model, base.tokenizer, data, target, config, extra_examples=extra, max_train=max_train,
-                             compounds=compounds, progress=_bar_progress(bar, task_id), base_sha256=sha)
+                             compounds=compounds, zh_repeat=zh_repeat, progress=_bar_progress(bar, task_id),
+                             base_sha256=sha, checkpoint=lambda r: _checkpoint(r, target, origin))
+    if origin:
+        report.extra["resumed_from"] = origin
     _report(report, target)
 
 

@@ -75,6 +75,10 @@ _LITERAL_PRE: dict[str, dict[str, str]] = {
         "guy": "male", "dude": "male", "lady": "female", "female": "female", "male": "male",
         "女生": "female", "女孩": "female", "男生": "male", "男孩": "male", "chica": "female",
         "chico": "male",
+        # how Chinese speakers say it of themselves in chat (KvPI's gender words)
+        "女人": "female", "女的": "female", "妹子": "female", "姑娘": "female", "小姐姐": "female",
+        "女孩子": "female", "男人": "male", "男的": "male", "小伙": "male", "小伙子": "male",
+        "帅哥": "male", "爷们": "male", "男孩子": "male",
     },
     "marital_status": {
         "husband": "married", "wife": "married", "newlywed": "married", "separated": "separated",

@@ -13,21 +13,33 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _log_loss(a: float, b: float, x: np.ndarray, y: np.ndarray) -> float:
+    z = a * x + b
+    return float(np.sum(np.logaddexp(0, z) - y * z))
+
+
 def fit_platt(scores: Sequence[float], correct: Sequence[bool], iterations: int = 200) -> tuple[float, float]:
-    """a, b so that sigmoid(a * logit(score) + b) fits P(correct); Newton steps on the log loss."""
+    """a, b so that sigmoid(a * logit(score) + b) fits P(correct); Newton steps on the log loss,
+    halved until the loss falls (plain Newton diverges from a=1, b=0 when the scores sit on a few values)."""
     x, y = _logit(np.asarray(scores, dtype=float)), np.asarray(correct, dtype=float)
     if len(x) == 0 or y.min() == y.max():
         return 1.0, 0.0
     a, b = 1.0, 0.0
+    loss = _log_loss(a, b, x, y)
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(a * x + b)))
+        p = 1 / (1 + np.exp(-np.clip(a * x + b, -50, 50)))
         grad = np.array([np.sum((p - y) * x), np.sum(p - y)])
         w = p * (1 - p) + 1e-9
         hess = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
+        scale = 1.0
+        while scale > 1e-6 and _log_loss(a - scale * step[0], b - scale * step[1], x, y) > loss:
+            scale /= 2
+        a, b = a - scale * step[0], b - scale * step[1]
+        new_loss = _log_loss(a, b, x, y)
+        if np.abs(scale * step).max() < 1e-8 or loss - new_loss < 1e-12:
             break
+        loss = new_loss
     return float(a), float(b)
 
 

@@ -48,6 +48,8 @@ def write_card(folder: Path, report) -> Path:  # noqa: ANN001 - engine.train.tas
           if report.task == "facts" else []),
         "## Training",
         "",
+        *([f"Started from earlier weights (`--resume`): {report.extra['resumed_from']}", ""]
+          if report.extra.get("resumed_from") else []),
         "| epoch | train loss | dev | seconds |", "|---|---|---|---|",
         *[f"| {e.epoch} | {e.train_loss:.4f} | `{json.dumps(e.dev)}` | {e.seconds} |" for e in report.result.history],
         "",

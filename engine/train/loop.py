@@ -125,10 +125,12 @@ def predict(model: EncoderTasks, task: str, cache: TrunkCache, batch_size: int =
 def train(
     model: EncoderTasks, task: str, cache: TrunkCache, targets: Sequence[Any], evaluate: Callable[[], dict[str, Any]],
     config: TrainConfig, *, score_key: str, progress: Progress | None = None,
-    weights: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None, on_best: Callable[[TrainResult], None] | None = None,
 ) -> TrainResult:
     """AdamW on the task's LoRA weights and head; after each epoch `evaluate()` on dev; the best
-    epoch's weights are kept (early stopping after `patience` epochs without improvement)."""
+    epoch's weights are kept (early stopping after `patience` epochs without improvement).
+    `on_best(result so far)` runs with the model in its new best state: a checkpoint, so a run cut
+    short on a busy machine still leaves its best epoch on disk."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)  # noqa: S311 - seeded shuffling, not crypto
@@ -165,6 +167,9 @@ def train(
                                 seconds=round(time.perf_counter() - t0, 1)))
         if dev[score_key] > best_score:
             best_score, best_epoch, best_state, stale = dev[score_key], epoch, model.task_state(task), 0
+            if on_best is not None:
+                on_best(TrainResult(best_epoch=best_epoch, best_score=best_score, history=list(history),
+                                    seconds=round(time.perf_counter() - started, 1)))
         else:
             stale += 1
             if stale > config.patience:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from engine.corpora import RELATION_MAP, read_personaext
 from engine.eval.extraction import GoldItem
 from engine.extract.encoder.tagging import TAGS, decode_spans, encode_tags
 from engine.extract.encoder.tasks import SENTIMENT_LABELS, AdapterShape, EncoderTasks
-from engine.extract.encoder.weights import Calibration, TaskMeta, save_task
+from engine.extract.encoder.weights import Calibration, LanguagePolicy, TaskMeta, save_task
 from engine.train.calibrate import ece, fit_platt, fit_temperature
 from engine.train.examples import FactExample, SentimentExample, personaext_examples, sentiment_examples
 from engine.train.loop import Progress, TrainConfig, TrainResult, build_cache, predict, train
@@ -108,11 +108,12 @@ def fact_predictions(extractor: Any, texts: Sequence[str], langs: Sequence[str],
 
 
 def choose_threshold(predictions: dict[str, Predictions], sets: Sequence[DevSet]) -> float:
-    """The confidence threshold with the best mean dev F1 among those keeping PersonaExt's dev
-    precision ≥ MIN_PRECISION."""
+    """The confidence threshold with the best mean dev F1 over `sets`, among those keeping
+    PersonaExt's dev precision ≥ MIN_PRECISION (when PersonaExt is one of them)."""
     grid = [round(t, 2) for t in np.arange(0.05, 0.96, 0.05)]
     scored = [(t, score_sets(predictions, sets, t)) for t in grid]
-    ok = [(t, s) for t, s in scored if s["personaext"]["precision"] >= MIN_PRECISION] or scored
+    ok = [(t, s) for t, s in scored
+          if "personaext" not in s or s["personaext"]["precision"] >= MIN_PRECISION] or scored
     return float(max(ok, key=lambda ts: ts[1]["f1"])[0])
 
 
@@ -165,20 +166,24 @@ def train_data(data_dir: Path, extra: Sequence[FactExample], rng: random.Random,
     sizes = {"personaext": len(english), "silver_en": len(silver),
              "xpersona_zh": sum(e.source.startswith("xpersona") for e in chinese),
              "kvpi_zh": sum(e.source == "kvpi" for e in chinese), "templates": len(extra),
-             "compounds": len(composed)}
+             "compounds": len(composed), "zh_repeat": zh_repeat}
     return [*english, *silver, *chinese * zh_repeat, *extra, *composed], sizes
 
 
 def train_facts(
     model: EncoderTasks, tokenizer: Any, data_dir: Path, out_dir: Path, config: TrainConfig, *,
     extra_examples: Sequence[FactExample] = (), max_train: int | None = None, compounds: int = 1500,
-    progress: Progress | None = None, base_sha256: str | None = None,
+    zh_repeat: int = 1, progress: Progress | None = None, base_sha256: str | None = None,
+    checkpoint: Callable[[TaskReport], None] | None = None,
 ) -> TaskReport:
+    """`checkpoint(report)` after every improving epoch, once its weights are saved (the CLI writes
+    the model card then)."""
     from engine.extract.encoder.extractor import EncoderExtractor
 
     started = time.perf_counter()
     rng = random.Random(config.seed)  # noqa: S311 - seeded sampling, not crypto
-    train_ex, sizes = train_data(data_dir, extra_examples, rng, compounds=compounds, max_train=max_train)
+    train_ex, sizes = train_data(data_dir, extra_examples, rng, compounds=compounds, max_train=max_train,
+                                   zh_repeat=zh_repeat)
     sets = dev_sets(data_dir)
     cache = build_cache(model, tokenizer, [e.text for e in train_ex], max_tokens=config.max_tokens,
                         progress=progress)
@@ -191,36 +196,76 @@ def train_facts(
         return {d.name: fact_predictions(grounding, d.texts, d.langs, predict(model, "facts", dev_caches[d.name]),
                                          [enc.offsets for enc in dev_caches[d.name].encoded]) for d in sets}
 
-    def evaluate() -> dict[str, Any]:
-        return score_sets(dev_predictions(), sets, 0.5)
+    last: dict[str, dict[str, Predictions]] = {}
 
-    result = train(model, "facts", cache, targets, evaluate, config, score_key="f1", progress=progress)
-    meta, dev = calibrate_facts(dev_predictions(), sets, raw_meta.model_copy(update={"base_sha256": base_sha256}))
-    save_task(out_dir, meta, model.task_state("facts"))
+    def evaluate() -> dict[str, Any]:
+        last["dev"] = dev_predictions()
+        return score_sets(last["dev"], sets, 0.5)
+
     sizes = {**{f"train_{k}": v for k, v in sizes.items()}, "train_all": len(train_ex),
              **{f"dev_{d.name}": len(d.items) for d in sets}}
-    return TaskReport(task="facts", sizes=sizes, result=result, dev=dev, meta=meta,
-                      seconds=round(time.perf_counter() - started, 1))
+
+    def save(result: TrainResult) -> TaskReport:
+        """Calibrate the model's current (best) state on its dev predictions and write it out."""
+        meta, dev = calibrate_facts(last["dev"], sets, raw_meta.model_copy(update={"base_sha256": base_sha256}))
+        save_task(out_dir, meta, model.task_state("facts"))
+        report = TaskReport(task="facts", sizes=sizes, result=result, dev=dev, meta=meta,
+                            seconds=round(time.perf_counter() - started, 1))
+        if checkpoint is not None:
+            checkpoint(report)
+        return report
+
+    result = train(model, "facts", cache, targets, evaluate, config, score_key="f1", progress=progress,
+                   on_best=save)
+    last["dev"] = dev_predictions()  # the best epoch's state was restored
+    return save(result)
+
+
+def _language_of(d: DevSet) -> str:
+    return d.items[0].lang
+
+
+def _policy(predictions: dict[str, Predictions], sets: Sequence[DevSet]) -> LanguagePolicy:
+    """Platt scaling fit on `sets` pooled, then the threshold and the cascade's unsure floor chosen
+    on their calibrated predictions."""
+    a, b = fit_platt(*_pooled(predictions, sets))
+    calibration = Calibration(kind="platt", a=a, b=b)
+    calibrated = _calibrated(predictions, sets, calibration)
+    threshold = choose_threshold(calibrated, sets)
+    unsure_from = choose_unsure_from([row for d in sets for row in calibrated[d.name]], threshold)
+    return LanguagePolicy(calibration=calibration,
+                          thresholds={"min_confidence": threshold, "unsure_from": unsure_from})
+
+
+def _calibrated(predictions: dict[str, Predictions], sets: Sequence[DevSet], calibration: Calibration
+                ) -> dict[str, Predictions]:
+    return {d.name: [[(p, o, calibration.apply(c)) for p, o, c in row] for row in predictions[d.name]]
+            for d in sets}
 
 
 def calibrate_facts(
     predictions: dict[str, Predictions], sets: Sequence[DevSet], meta: TaskMeta
 ) -> tuple[TaskMeta, dict[str, Any]]:
-    """Platt scaling (pooled over the dev sets), the confidence threshold and the cascade's unsure
-    floor, all on dev; ECE per dev set."""
-    a, b = fit_platt(*_pooled(predictions, sets))
-    calibration = Calibration(kind="platt", a=a, b=b)
-    calibrated = {k: [[(p, o, calibration.apply(c)) for p, o, c in row] for row in v] for k, v in predictions.items()}
-    threshold = choose_threshold(calibrated, sets)
-    unsure_from = choose_unsure_from([row for v in calibrated.values() for row in v], threshold)
-    dev: dict[str, Any] = score_sets(calibrated, sets, threshold)
+    """Platt scaling and thresholds per language with a dev set (en: PersonaExt; zh: XPersona and
+    KvPI), plus pooled ones for every other language, all on dev; scores and ECE per dev set under
+    its language's policy."""
+    sets = [d for d in sets if d.items]
+    pooled = _policy(predictions, sets)
+    by_lang = {lang: _policy(predictions, [d for d in sets if _language_of(d) == lang])
+               for lang in sorted({_language_of(d) for d in sets})}
+    dev: dict[str, Any] = {}
     for d in sets:
-        if d.items:
-            dev[d.name]["ece"] = round(ece(*calibration_pairs(calibrated[d.name], d.items)), 4)
-    dev |= {"min_confidence": threshold, "unsure_from": unsure_from}
-    thresholds = {"min_confidence": threshold, "unsure_from": unsure_from}
+        policy = by_lang[_language_of(d)]
+        calibrated = _calibrated(predictions, [d], policy.calibration)[d.name]
+        dev[d.name] = {**score_facts(calibrated, d.items, policy.thresholds["min_confidence"]),
+                       "ece": round(ece(*calibration_pairs(
+                           [[pc for pc in row if pc[2] >= policy.thresholds["min_confidence"]] for row in calibrated],
+                           d.items)), 4)}
+    dev["f1"] = round(float(np.mean([dev[d.name]["f1"] for d in sets])), 4)
+    dev |= {"thresholds": {lang: p.thresholds for lang, p in by_lang.items()}}
     metrics = {**meta.metrics, "dev": dev}
-    return meta.model_copy(update={"calibration": calibration, "thresholds": thresholds, "metrics": metrics}), dev
+    return meta.model_copy(update={"calibration": pooled.calibration, "thresholds": pooled.thresholds,
+                                   "by_lang": by_lang, "metrics": metrics}), dev
 
 
 def recalibrate_facts(

@@ -57,6 +57,13 @@ class EncoderExtractor:
     def unsure_from(self) -> float:
         return min(self.metas["facts"].thresholds.get("unsure_from", 0.2), self.min_confidence)
 
+    def min_confidence_for(self, lang: str) -> float:
+        """The language's own threshold where its dev set chose one (zh, en), else the pooled one."""
+        return self.metas["facts"].threshold("min_confidence", lang, self.min_confidence)
+
+    def unsure_from_for(self, lang: str) -> float:
+        return min(self.metas["facts"].threshold("unsure_from", lang, self.unsure_from), self.min_confidence_for(lang))
+
     @property
     def version(self) -> str:
         digest = hashlib.sha256(POSTPROCESS_VERSION.encode())
@@ -92,8 +99,9 @@ class EncoderExtractor:
             else:
                 spans = [s for k in per_doc[doc] for s in self._spans(parts[k], out, k)]
                 facts, dropped = self.facts_from_spans(text, langs[doc], spans)
-                result.facts = [f for f in facts if f.confidence >= self.min_confidence]
-                result.unsure = [f for f in facts if f.confidence < self.min_confidence]
+                floor = self.min_confidence_for(langs[doc])
+                result.facts = [f for f in facts if f.confidence >= floor]
+                result.unsure = [f for f in facts if f.confidence < floor]
                 dropped["low_confidence"] += len(result.unsure)
                 result.dropped = {k: v for k, v in dropped.items() if v}
                 result.sentiment = self._sentiment([out.sentiment[k] for k in per_doc[doc]],
@@ -112,12 +120,12 @@ class EncoderExtractor:
     def facts_from_spans(self, text: str, lang: str, spans: Sequence[TaggedSpan]) -> tuple[list[Fact], Counter[str]]:
         """The same grounding as the LLM tier (span in text, about the author, literal values,
         sensitive refusal), with calibrated confidences; facts down to the unsure floor."""
-        meta = self.metas["facts"]
+        calibration = self.metas["facts"].calibration_for(lang)
         answer = ModelAnswer(facts=[ModelFact(predicate=s.predicate, object=s.text) for s in spans],
                              sentiment="neutral")
         facts, dropped = ground_facts(
             answer, text, lang, allow_sensitive=self.allow_sensitive,
-            confidences=[meta.calibration.apply(s.confidence) for s in spans], min_confidence=self.unsure_from,
+            confidences=[calibration.apply(s.confidence) for s in spans], min_confidence=self.unsure_from_for(lang),
         )
         for f in facts:
             f.tier = TIER

@@ -28,7 +28,16 @@ class Calibration(BaseModel):
         if self.kind != "platt":
             return raw
         s = min(max(raw, 1e-6), 1 - 1e-6)
-        return 1 / (1 + math.exp(-(self.a * math.log(s / (1 - s)) + self.b)))
+        z = min(max(self.a * math.log(s / (1 - s)) + self.b, -50.0), 50.0)  # exp stays finite
+        return 1 / (1 + math.exp(-z))
+
+
+class LanguagePolicy(BaseModel):
+    """One language's own calibration and thresholds, fit on that language's dev sets: the raw
+    confidences of a language with little training data mean something else than English ones."""
+
+    calibration: Calibration
+    thresholds: dict[str, float] = Field(default_factory=dict)
 
 
 class TaskMeta(BaseModel):
@@ -37,11 +46,24 @@ class TaskMeta(BaseModel):
     labels: list[str]
     calibration: Calibration = Field(default_factory=lambda: Calibration(kind="none"))
     thresholds: dict[str, float] = Field(default_factory=dict)
+    # Languages with a dev set of their own (facts: en, zh); any other language uses the pooled
+    # calibration and thresholds above.
+    by_lang: dict[str, LanguagePolicy] = Field(default_factory=dict)
     base_sha256: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
 
     def adapter_shape(self) -> AdapterShape:
         return AdapterShape(**self.shape)
+
+    def calibration_for(self, lang: str) -> Calibration:
+        policy = self.by_lang.get(lang)
+        return policy.calibration if policy is not None else self.calibration
+
+    def threshold(self, name: str, lang: str, default: float) -> float:
+        policy = self.by_lang.get(lang)
+        if policy is not None and name in policy.thresholds:
+            return policy.thresholds[name]
+        return self.thresholds.get(name, default)
 
 
 class WeightsError(RuntimeError):
