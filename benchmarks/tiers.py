@@ -88,9 +88,11 @@ def main() -> None:
     print(f"\ncascade sent {shares['cascade']:.1%} of the documents to the LLM (cascade-1 {shares['cascade-1']:.1%}"
           + (f", cascade-0 {shares['cascade-0']:.1%})" if "cascade-0" in shares else ")"))
     escalated = [i for i, r in enumerate(answers["cascade-1"]) if r.llm_calls]
-    same = sum(answer_of(answers["cascade"][i]) == answer_of(answers["cascade-1"][i]) for i in escalated)
-    print(f"escalated documents with the same facts and sentiment, together vs one at a time: "
-          f"{same}/{len(escalated)}")
+    pairs = [(answers["cascade"][i], answers["cascade-1"][i]) for i in escalated]
+    same = sum(decisions_of(a) == decisions_of(b) for a, b in pairs)
+    exact = sum(answer_of(a) == answer_of(b) for a, b in pairs)
+    print(f"escalated documents, together vs one at a time: {same}/{len(escalated)} with the same facts and "
+          f"sentiment label, {exact}/{len(escalated)} also with the same confidences (3 decimals)")
     print(f"ratios to the LLM tier: encoder {enc / base:.0f}x, cascade {cas / base:.1f}x")
     print(f"cascade together / one at a time, same run: {cas / rates['cascade-1']:.2f}x")
     if "encoder-0" in rates:
@@ -106,6 +108,11 @@ class OneAtATime:
 
     def extract(self, text: str, lang: str = "en"):  # noqa: ANN201 - an ExtractionResult
         return self.inner.extract(text, lang)
+
+
+def decisions_of(result) -> tuple:  # noqa: ANN001 - an ExtractionResult
+    """What a cascade decided for a document: its facts and its sentiment label."""
+    return sorted((f.predicate, f.object, f.tier) for f in result.facts), result.sentiment.label
 
 
 def answer_of(result) -> tuple:  # noqa: ANN001 - an ExtractionResult
