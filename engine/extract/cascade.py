@@ -1,6 +1,7 @@
 """The cascade tier: the encoder reads every document; the LLM reads only what the encoder is
 unsure of (one call per such document, as in the LLM tier).
 
+The escalated documents of a batch are put to the LLM together (`Extractor.extract_many`).
 A document goes to the LLM when (thresholds chosen on dev, stored with the encoder's weights):
 - a tagged fact's calibrated confidence falls in the unsure band below the encoder's threshold;
 - the sentiment's calibrated confidence is below the escalation threshold;
@@ -153,11 +154,22 @@ class CascadeExtractor:
 
     def extract_batch(self, texts: Sequence[str], langs: Sequence[str]) -> list[ExtractionResult]:
         results = self.encoder.extract_batch(texts, langs)
-        out = []
-        for text, lang, result in zip(texts, langs, results, strict=True):
-            reasons = escalation_reasons(text, lang, result, self.policy) if text.strip() else []
-            if reasons:
-                result = merge(result, self.llm.extract(text, lang), self.policy.llm_predicates.get(lang, ()))
-                result.notes.append(f"escalated to the LLM: {', '.join(reasons)}")
-            out.append(result.model_copy(update={"backend": TIER}))
-        return out
+        reasons = [escalation_reasons(text, lang, result, self.policy) if text.strip() else []
+                   for text, lang, result in zip(texts, langs, results, strict=True)]
+        escalated = [i for i, why in enumerate(reasons) if why]
+        answers = self._ask_llm([texts[i] for i in escalated], [langs[i] for i in escalated])
+        for i, answer in zip(escalated, answers, strict=True):
+            merged = merge(results[i], answer, self.policy.llm_predicates.get(langs[i], ()))
+            merged.notes.append(f"escalated to the LLM: {', '.join(reasons[i])}")
+            results[i] = merged
+        return [result.model_copy(update={"backend": TIER}) for result in results]
+
+    def _ask_llm(self, texts: list[str], langs: list[str]) -> list[ExtractionResult]:
+        """The escalated documents of a batch, together when the LLM tier can (`extract_many`:
+        one forward pass per step for several documents, same answers as one at a time)."""
+        if not texts:
+            return []
+        many = getattr(self.llm, "extract_many", None)
+        if many is not None:
+            return many(texts, langs)
+        return [self.llm.extract(text, lang) for text, lang in zip(texts, langs, strict=True)]

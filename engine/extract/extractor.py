@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -88,11 +89,34 @@ class Extractor:
 
     def extract(self, text: str, lang: str = "en") -> ExtractionResult:
         """Facts about the author + document sentiment + alerts for one (redacted) text."""
+        return self.extract_many([text], [lang])[0]
+
+    def extract_many(self, texts: Sequence[str], langs: Sequence[str]) -> list[ExtractionResult]:
+        """`extract` for several texts; a backend with ``complete_many`` answers their first calls
+        together (llama.cpp: one forward pass per step for all of them). Each text's result is the
+        one `extract` gives it alone: same prompt, same decisions, same post-processing."""
         started = time.perf_counter()
+        plans = [self._plan(text) for text in texts]
+        windows = [(d, w) for d, (_result, wins) in enumerate(plans) for w in wins]
+        messages = [build_messages(w, allow_sensitive=self.config.allow_sensitive) for _d, w in windows]
+        firsts = self._first_calls(messages)
+        outcomes: list[list[tuple[str, WindowOutcome]]] = [[] for _ in texts]
+        for (d, window), msgs, first in zip(windows, messages, firsts, strict=True):
+            outcomes[d].append((window, self._finish_window(msgs, first)))
+        out = []
+        for text, lang, (result, _wins), done in zip(texts, langs, plans, outcomes, strict=True):
+            if done:
+                self._assemble(result, text, lang, done)
+                result.seconds = round(time.perf_counter() - started, 4)
+            out.append(result)
+        return out
+
+    def _plan(self, text: str) -> tuple[ExtractionResult, list[str]]:
+        """The result to fill and the windows to read (none for an empty text)."""
         result = ExtractionResult(backend=self.backend.name)
         if not text.strip():
             result.notes.append("empty text: nothing to extract, no model call")
-            return result
+            return result, []
         windows, unread = split_windows(text, self._max_chars(text), self.config.max_windows)
         if len(windows) > 1:
             result.notes.append(f"long text: chunked into {len(windows)} model calls")
@@ -100,11 +124,26 @@ class Extractor:
             result.notes.append(
                 f"truncated: the last {unread} of {len(text)} characters were not read by the model"
             )
+        return result, windows
+
+    def _first_calls(self, messages: list[list[dict[str, str]]]) -> list[Completion | BackendError]:
+        many = getattr(self.backend, "complete_many", None)
+        if many is not None and len(messages) > 1:
+            return many([(m, self.schema, self.config.max_tokens) for m in messages])
+        out: list[Completion | BackendError] = []
+        for m in messages:
+            try:
+                out.append(self._call(m, self.config.max_tokens))
+            except BackendError as exc:
+                out.append(exc)
+        return out
+
+    def _assemble(self, result: ExtractionResult, text: str, lang: str,
+                  done: list[tuple[str, WindowOutcome]]) -> None:
         dropped: Counter[str] = Counter()
         facts: list[Fact] = []
         sentiments: list[DocumentSentiment] = []
-        for window in windows:
-            outcome = self._run_window(window)
+        for window, outcome in done:
             self._account(result, outcome)
             if outcome.answer is None:
                 continue
@@ -117,8 +156,6 @@ class Extractor:
         if sentiments:
             result.sentiment = _merge_sentiments(sentiments)
         result.sentiment.alerts = self.alerts.match(text)
-        result.seconds = round(time.perf_counter() - started, 4)
-        return result
 
     def _max_chars(self, text: str) -> int:
         cjk_share = len(_CJK.findall(text)) / max(len(text), 1)
@@ -127,14 +164,11 @@ class Extractor:
     def _call(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
         return self.backend.complete(messages, self.schema, max_tokens=max_tokens)
 
-    def _run_window(self, window: str) -> WindowOutcome:
-        """One call; on an invalid answer one repair call that shows the model its mistake."""
+    def _finish_window(self, messages: list[dict[str, str]], first: Completion | BackendError) -> WindowOutcome:
+        """The first call's answer; on an invalid one, one repair call that shows the model its mistake."""
         outcome = WindowOutcome()
-        messages = build_messages(window, allow_sensitive=self.config.allow_sensitive)
-        try:
-            first = self._call(messages, self.config.max_tokens)
-        except BackendError as exc:
-            outcome.error = f"backend error: {exc}"
+        if isinstance(first, BackendError):
+            outcome.error = f"backend error: {first}"
             return outcome
         outcome.completions.append(first)
         try:

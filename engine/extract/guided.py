@@ -71,6 +71,11 @@ class LlamaSession:
     def __init__(self, llama: Any) -> None:
         self.llama = llama
 
+    @property
+    def n_past(self) -> int:
+        """Tokens in the KV cache (prompt + evaluated answer)."""
+        return self.llama.n_tokens
+
     def n_vocab(self) -> int:
         return self.llama.n_vocab()
 

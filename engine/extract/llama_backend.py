@@ -132,6 +132,8 @@ class LlamaCppBackend:
         guided: bool = True,
         continue_bias: float = 0.0,
         model_cache: Path | None = None,
+        parallel_slots: int = 8,
+        parallel_ctx: int = 4096,
     ) -> None:
         if model_path is None:
             from engine.extract.model_files import ensure_model
@@ -146,6 +148,10 @@ class LlamaCppBackend:
         self.continue_bias = continue_bias
         self._vocab = None
         self._formatter = None
+        # complete_many: up to `parallel_slots` documents per forward pass, in a second context of
+        # `parallel_ctx` cells on the same weights (llama_parallel.py); 1 turns it off.
+        self.parallel_slots, self.parallel_ctx, self.n_batch = parallel_slots, parallel_ctx, n_batch
+        self._parallel = None
         try:
             self.llama = load_llama(self.model_path, n_ctx, n_threads, n_batch)
         except (ValueError, OSError) as exc:
@@ -187,18 +193,25 @@ class LlamaCppBackend:
         started = time.perf_counter()
         with self._lock:
             session = LlamaSession(self.llama)
-            if self._vocab is None:
-                self._vocab = VocabIndex.build(session)
             tokens = self._prompt_tokens(messages)
-            if len(tokens) + 256 > self.n_ctx:
-                raise BackendError(f"prompt of {len(tokens)} tokens does not fit n_ctx={self.n_ctx}")
-            decoder = GuidedDecoder(session, self._vocab, continue_bias=self.continue_bias)
-            evaluated = decoder.start(tokens)
-            decoder.value(schema)
-            # The closing text is not evaluated: the next call keeps only the common prefix with
-            # its own prompt (inside the system prompt), so those tokens would be dropped unread,
-            # and skipping them saves one forward pass per document.
-            answer_tokens = self.llama.n_tokens + len(decoder.pending) - len(tokens)
+            self._check_fits(tokens, self.n_ctx)
+            return self._guided_answer(session, tokens, schema, started)
+
+    def _check_fits(self, tokens: list[int], n_ctx: int) -> None:
+        if len(tokens) + 256 > n_ctx:
+            raise BackendError(f"prompt of {len(tokens)} tokens does not fit n_ctx={n_ctx}")
+
+    def _guided_answer(self, session: Any, tokens: list[int], schema: dict[str, Any], started: float) -> Completion:
+        """One document's answer through `session` (the shared context or a slot of a group)."""
+        if self._vocab is None:
+            self._vocab = VocabIndex.build(LlamaSession(self.llama))
+        decoder = GuidedDecoder(session, self._vocab, continue_bias=self.continue_bias)
+        evaluated = decoder.start(tokens)
+        decoder.value(schema)
+        # The closing text is not evaluated: the next call keeps only the common prefix with
+        # its own prompt (inside the system prompt), so those tokens would be dropped unread,
+        # and skipping them saves one forward pass per document.
+        answer_tokens = session.n_past + len(decoder.pending) - len(tokens)
         return Completion(
             text=decoder.text,
             prompt_tokens=len(tokens),
@@ -209,6 +222,77 @@ class LlamaCppBackend:
             prompt_tokens_evaluated=evaluated,
             decode_calls=decoder.calls,
         )
+
+    def complete_many(
+        self, requests: list[tuple[list[dict[str, str]], dict[str, Any], int]]
+    ) -> list[Completion | BackendError]:
+        """Several requests, order preserved. Guided ones are decoded together in groups
+        (llama_parallel: one forward pass per step for the whole group); the rest one by one."""
+        out: list[Completion | BackendError | None] = [None] * len(requests)
+        guided: list[int] = []
+        for i, (messages, schema, max_tokens) in enumerate(requests):
+            if self.parallel_slots > 1 and self.guided and _supported(schema):
+                guided.append(i)
+            else:
+                out[i] = self._one(messages, schema, max_tokens)
+        if len(guided) == 1:
+            i = guided[0]
+            out[i] = self._one(*requests[i])
+        elif guided:
+            for i, result in zip(guided, self._complete_parallel([requests[i] for i in guided]), strict=True):
+                out[i] = result
+        return [r if r is not None else BackendError("no result") for r in out]
+
+    def _one(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int
+    ) -> Completion | BackendError:
+        try:
+            return self.complete(messages, schema, max_tokens=max_tokens)
+        except BackendError as exc:
+            return exc
+
+    def _complete_parallel(
+        self, requests: list[tuple[list[dict[str, str]], dict[str, Any], int]]
+    ) -> list[Completion | BackendError]:
+        from engine.extract.llama_parallel import common_prefix, plan_groups
+
+        with self._lock:  # the formatter and the vocabulary index are built once, under the lock
+            prompts = [self._prompt_tokens(messages) for messages, _schema, _max in requests]
+            if self._vocab is None:
+                self._vocab = VocabIndex.build(LlamaSession(self.llama))
+        context = self._parallel_context()
+        out: list[Completion | BackendError | None] = [None] * len(requests)
+        fits = []
+        for i, tokens in enumerate(prompts):
+            try:
+                self._check_fits(tokens, self.n_ctx)
+                fits.append(i)
+            except BackendError as exc:
+                out[i] = exc
+        if fits:
+            shared = min(common_prefix(prompts[fits[0]], prompts[i]) for i in fits)
+            groups = plan_groups([len(prompts[i]) - shared for i in fits], shared, context.n_ctx,
+                                 context.n_slots, answer_budget=256)
+            for group in groups:
+                members = [fits[g] for g in group]
+                started = time.perf_counter()
+                results = context.run(
+                    [prompts[i] for i in members],
+                    _Answer(self, [prompts[i] for i in members], [requests[i][1] for i in members], started),
+                )
+                for i, result in zip(members, results, strict=True):
+                    out[i] = _as_result(result)
+        return [r if r is not None else BackendError("no result") for r in out]
+
+    def _parallel_context(self):  # noqa: ANN202 - a llama_parallel.ParallelContext
+        if self._parallel is None:
+            from engine.extract.llama_parallel import ParallelContext
+
+            with self._lock:
+                if self._parallel is None:
+                    self._parallel = ParallelContext(self.llama, n_slots=self.parallel_slots,
+                                                     n_ctx=self.parallel_ctx, n_batch=self.n_batch)
+        return self._parallel
 
     def _complete_grammar(
         self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int
@@ -244,3 +328,32 @@ class LlamaCppBackend:
         """Forget the evaluated prefix (benchmarks: measure the cost without KV reuse)."""
         with self._lock:
             self.llama.reset()
+        if self._parallel is not None:
+            self._parallel.forget_prefix()
+
+
+def _supported(schema: dict[str, Any]) -> bool:
+    try:
+        check_supported(schema)
+    except UnsupportedSchema:
+        return False
+    return True
+
+
+def _as_result(result: Any) -> Completion | BackendError:
+    """A slot's outcome: a completion, a backend error, or a bug re-raised as the single path would."""
+    if isinstance(result, BaseException) and not isinstance(result, BackendError):
+        raise result
+    return result
+
+
+class _Answer:
+    """The per-document decode a group runs in each slot's thread."""
+
+    def __init__(self, backend: LlamaCppBackend, prompts: list[list[int]], schemas: list[dict[str, Any]],
+                 started: float) -> None:
+        self.backend, self.prompts, self.schemas, self.started = backend, prompts, schemas, started
+
+    def __call__(self, session: Any) -> Completion:
+        i = session.index
+        return self.backend._guided_answer(session, self.prompts[i], self.schemas[i], self.started)

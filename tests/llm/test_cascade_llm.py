@@ -16,11 +16,16 @@ class Counting:
     """The real LLM extractor, with a count of the documents it was asked about."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.texts = inner, []
+        self.inner, self.texts, self.batches = inner, [], []
 
     def extract(self, text: str, lang: str = "en"):
         self.texts.append(text)
         return self.inner.extract(text, lang)
+
+    def extract_many(self, texts, langs):
+        self.texts += texts
+        self.batches.append(len(texts))
+        return self.inner.extract_many(texts, langs)
 
 
 def test_the_llm_reads_only_what_the_encoder_is_unsure_of(extractor) -> None:
@@ -39,6 +44,7 @@ def test_the_llm_reads_only_what_the_encoder_is_unsure_of(extractor) -> None:
     assert texts[2] in expected and texts[3] in expected  # another language; a long text
     results = cascade.extract_batch(texts, langs)
     assert llm.texts == expected
+    assert llm.batches == [len(expected)]  # the escalated documents of a batch, asked together
     for text, result in zip(texts, results, strict=True):
         assert (result.llm_calls >= 1) == (text in expected)
         assert all(f.tier in ("encoder", "llm") for f in result.facts)

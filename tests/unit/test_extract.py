@@ -217,6 +217,56 @@ def test_long_text_is_windowed_and_says_so():
     assert len(result.facts) == 1  # the same fact from every window, deduplicated
 
 
+class ScriptedMany(ScriptedBackend):
+    """A scripted backend that also answers several first calls at once, as llama.cpp and OpenAI-
+    compatible backends do; records each batch."""
+
+    def __init__(self, *answers: str | Exception) -> None:
+        super().__init__(*answers)
+        self.batches: list[int] = []
+
+    def complete_many(self, requests):
+        from engine.extract import BackendError
+
+        self.batches.append(len(requests))
+        out = []
+        for messages, schema, max_tokens in requests:
+            try:
+                out.append(self.complete(messages, schema, max_tokens=max_tokens))
+            except BackendError as exc:
+                out.append(exc)
+        return out
+
+
+def test_extract_many_gives_each_text_what_extract_gives_it():
+    from engine.extract import BackendError
+
+    texts = ["I live in Berlin.", "   ", "I live in Berlin too.", "I live in Berlin, yes."]
+    script = (GOOD, BackendError("server gone"), "nope", GOOD)  # the third is repaired once
+    many = ScriptedMany(*script)
+    together = Extractor(many).extract_many(texts, ["en"] * 4)
+    one = ScriptedBackend(*script)
+    alone = [Extractor(one).extract(t, "en") for t in texts]
+    assert many.batches == [3]  # the first calls of the three non-empty texts in one batch
+    assert [c[-1]["content"] for c in many.calls] == [c[-1]["content"] for c in one.calls]
+    strip = {"seconds"}
+    assert [r.model_dump(exclude=strip) for r in together] == [r.model_dump(exclude=strip) for r in alone]
+    assert together[1].llm_calls == 0 and "server gone" in (together[2].error or "")
+    assert together[3].repaired and together[3].facts[0].object == "Berlin"
+
+
+def test_groups_of_parallel_decoding_fit_the_context_and_the_slots():
+    from engine.extract.llama_parallel import common_prefix, plan_groups
+
+    assert common_prefix([1, 2, 3], [1, 2, 4, 5]) == 2 and common_prefix([], [1]) == 0
+    assert plan_groups([10] * 5, prefix=100, n_ctx=1000, n_slots=2, answer_budget=50) == [[0, 1], [2, 3], [4]]
+    # each group holds the prefix once plus every member's own tokens and answer budget
+    assert plan_groups([300, 300, 300, 10], prefix=100, n_ctx=800, n_slots=8, answer_budget=50) == [
+        [0, 1], [2, 3]]
+    assert plan_groups([5000], prefix=100, n_ctx=800, n_slots=8, answer_budget=50) == [[0]]  # alone, refused later
+    assert plan_groups([], prefix=100, n_ctx=800, n_slots=8, answer_budget=50) == []
+
+
 def test_split_windows_and_short_reason():
     windows, unread = split_windows("a. " * 100, 50, 3)
     assert len(windows) == 3 and all(len(w) <= 50 for w in windows) and unread == 300 - sum(map(len, windows))
