@@ -203,9 +203,7 @@ class LlamaCppBackend:
 
     def _guided_answer(self, session: Any, tokens: list[int], schema: dict[str, Any], started: float) -> Completion:
         """One document's answer through `session` (the shared context or a slot of a group)."""
-        if self._vocab is None:
-            self._vocab = VocabIndex.build(LlamaSession(self.llama))
-        decoder = GuidedDecoder(session, self._vocab, continue_bias=self.continue_bias)
+        decoder = GuidedDecoder(session, self._vocabulary(), continue_bias=self.continue_bias)
         evaluated = decoder.start(tokens)
         decoder.value(schema)
         # The closing text is not evaluated: the next call keeps only the common prefix with
@@ -258,8 +256,7 @@ class LlamaCppBackend:
 
         with self._lock:  # the formatter and the vocabulary index are built once, under the lock
             prompts = [self._prompt_tokens(messages) for messages, _schema, _max in requests]
-            if self._vocab is None:
-                self._vocab = VocabIndex.build(LlamaSession(self.llama))
+            self._vocabulary()
         context = self._parallel_context()
         out: list[Completion | BackendError | None] = [None] * len(requests)
         fits = []
@@ -283,6 +280,12 @@ class LlamaCppBackend:
                 for i, result in zip(members, results, strict=True):
                     out[i] = _as_result(result)
         return [r if r is not None else BackendError("no result") for r in out]
+
+    def _vocabulary(self) -> VocabIndex:
+        """The model's token index for guided decoding, built on first use (callers hold the lock)."""
+        if self._vocab is None:
+            self._vocab = VocabIndex.build(LlamaSession(self.llama))
+        return self._vocab
 
     def _parallel_context(self):  # noqa: ANN202 - a llama_parallel.ParallelContext
         if self._parallel is None:
