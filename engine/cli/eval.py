@@ -150,7 +150,8 @@ def extraction(
     extractor: str = typer.Option("cascade", "--extractor",
                                   help="encoder, llm or cascade; several comma-separated print side by side"),
     sets: str = typer.Option(",".join(TEST_SETS), "--sets", help="Comma-separated test sets: personaext, "
-                             "xpersona-zh (projected Chinese), kvpi-zh (LIVES_IN / GENDER)"),
+                             "xpersona-zh (projected Chinese), kvpi-zh (LIVES_IN / GENDER), es-silver (translated, "
+                             "checked; skipped while `persona train translate-es` has built no test rows)"),
     size: int | None = typer.Option(None, help="Seeded sample of each test split (default: all of it; 600 when "
                                                "the llm tier runs, which takes ~1.6 s per row)"),
     seed: int = typer.Option(13, help="Sampling seed"),
@@ -171,6 +172,9 @@ def extraction(
         fail(f"--sets: unknown test set {unknown[0]!r}; choose from {', '.join(TEST_SETS)}", EXIT_USAGE)
     size = size if size is not None or "llm" not in tiers else 600
     items = {name: test_items(name, data, size, seed) for name in names}
+    for name in [n for n, chosen in items.items() if not chosen]:
+        console.print(f"[yellow]{name}: no test rows, skipped[/yellow]")
+        del items[name]
     redactor = get_redactor()
     summary: dict[str, Any] = {"data": str(data), "split": "test", "size": size, "seed": seed, "tiers": {}}
     rows: list[dict[str, Any]] = []

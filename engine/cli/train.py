@@ -196,3 +196,55 @@ def silver(
     kept = Counter(s.predicate for r in rows for s in r.silver)
     rejected = Counter(why for r in rows for _, _, why in r.rejected)
     console.print(f"{len(rows)} sentences; kept {dict(kept)}; rejected {dict(rejected)}; wrote {target}")
+
+
+@train_app.command("translate-es")
+def translate_es(
+    ctx: typer.Context,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="../shared/data (PERSONA_DATA_DIR)"),
+    out: Path | None = typer.Option(None, "--out", help="Default: engine/corpora/data/silver_es.jsonl"),
+    train: int = typer.Option(0, min=0, help="English training-split sentences to translate"),
+    dev: int = typer.Option(0, min=0, help="English dev-split sentences to translate"),
+    test: int = typer.Option(0, min=0, help="English test-split sentences to translate"),
+    seed: int = typer.Option(13, help="Sampling seed"),
+    batch: int = typer.Option(8, min=1, help="Sentences the LLM decodes together"),
+) -> None:
+    """Spanish silver facts: labelled English sentences translated by the local LLM with each object
+    marked [[...]], kept only when every Spanish object grounds like its English one (same QID or literal).
+    Appends to --out, skipping sentences it already holds, so runs add up; rows are written as they come."""
+    from collections import Counter
+
+    from engine.corpora.es_silver import SILVER_ES, read_silver_es
+    from engine.extract import make_backend
+    from engine.train.examples import personaext_examples
+    from engine.train.silver import silver_examples
+    from engine.train.translate import candidates, translate
+
+    settings = settings_of(ctx)
+    data = data_dir or settings.data.root
+    if not data.is_dir():
+        fail(f"training data not found at {data}: it lives in ../shared/data (see its README); pass --data-dir",
+             EXIT_USAGE)
+    target = out or SILVER_ES
+    done = {r.key for r in read_silver_es(target)}
+    silver = silver_examples()
+    relabelled = {e.text for e in silver}
+    english = [e for e in personaext_examples(data) if e.text not in relabelled and e.text not in done]
+    chosen = candidates([*english, *(e for e in silver if e.text not in done)],
+                        {"train": train, "dev": dev, "test": test}, seed)
+    if not chosen:
+        fail("nothing to translate: pass --train / --dev / --test counts", EXIT_USAGE)
+    backend = make_backend(settings.llm, model_cache=settings.model_cache)
+    why: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with progress_bar() as bar, target.open("a", encoding="utf-8") as handle:
+        task_id = bar.add_task("translating to Spanish", total=len(chosen))
+        for result in translate(backend, chosen, batch=batch, progress=lambda n: bar.advance(task_id, n)):
+            if result.row is None:
+                why[result.reason] += 1
+                continue
+            handle.write(result.row.model_dump_json() + "\n")
+            handle.flush()
+            kept[result.row.split] += 1
+    console.print(f"kept {sum(kept.values())} of {len(chosen)} ({dict(kept)}); dropped {dict(why)}; wrote {target}")

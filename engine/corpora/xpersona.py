@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from engine.corpora.jsonl import read_rows
 from engine.corpora.splits import Split, split_of
 
 EN_FILE = "En_persona_test.json"
@@ -121,12 +122,4 @@ class ProjectedRow(BaseModel):
 
 def read_projected(path: Path = PROJECTED) -> list[ProjectedRow]:
     """The committed projection (engine/corpora/data/xpersona_zh.jsonl)."""
-    rows = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for n, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(ProjectedRow.model_validate_json(line))
-                except ValueError as exc:
-                    raise XpersonaError(f"{path}: line {n}: {exc}") from None
-    return rows
+    return read_rows(path, ProjectedRow, XpersonaError)

@@ -184,6 +184,15 @@ def kvpi_items(data_dir: Path, split: str = "test") -> list[GoldItem]:
             for f in read_kvpi_facts(data_dir) if f.split == split]
 
 
+def es_silver_items(split: str = "test") -> list[GoldItem]:
+    """Spanish silver sentences of `split` (LLM-translated English ones, every object checked)."""
+    from engine.corpora.es_silver import read_silver_es
+
+    return [GoldItem(text=r.es, lang="es", relation=r.spans[0].predicate,
+                     gold=[GoldFact(predicates=[s.predicate], object=s.text) for s in r.spans])
+            for r in read_silver_es() if r.split == split and r.spans]
+
+
 def extract_all(texts: list[str], langs: list[str], extractor: Any, progress: Any = None) -> list[Any]:
     """One result per text: batched through tiers that take batches, else one call each."""
     if hasattr(extractor, "extract_batch"):
@@ -336,7 +345,7 @@ def set_summary(results: list[RowResult], *, by_predicate: tuple[str, ...] = ())
     return out
 
 
-TEST_SETS = ("personaext", "xpersona-zh", "kvpi-zh")
+TEST_SETS = ("personaext", "xpersona-zh", "kvpi-zh", "es-silver")
 
 
 def sample(items: list[GoldItem], size: int | None, seed: int) -> list[GoldItem]:
@@ -353,4 +362,6 @@ def test_items(name: str, data_dir: Path, size: int | None, seed: int) -> list[G
         return sample(xpersona_items("test"), size, seed)
     if name == "kvpi-zh":
         return sample(kvpi_items(data_dir, "test"), size, seed)
+    if name == "es-silver":
+        return sample(es_silver_items("test"), size, seed)
     raise ValueError(f"unknown test set {name!r}; choose from {', '.join(TEST_SETS)}")

@@ -18,6 +18,9 @@ FACT_SOURCES: dict[str, tuple[str, str]] = {
     "xpersona_zh": ("XPersona (HLTCHKUST/Xpersona @ 1da049a1) human-translated Chinese persona dialogues, "
                     "English labels projected by similarity alignment (`persona train project-xpersona`)", "MIT"),
     "kvpi_zh": ("KvPI (songhaoyu/KvPI @ 9aa4142) entailed responses stating a location or gender", "Apache-2.0"),
+    "silver_es": ("PersonaExt and silver_en sentences translated to Spanish by the bundled LLM (Qwen2.5-Coder-1.5B-"
+                  "Instruct) with objects marked, kept only when every Spanish object links to the English one's "
+                  "QID or literal (`persona train translate-es`)", "as PersonaExt; model output under Apache-2.0"),
     "templates": ("template sentences over the shipped KB's labels (Wikidata-derived)", "CC0 facts / KB notices"),
     "compounds": ("two real training sentences of one language joined", "as their sources"),
 }

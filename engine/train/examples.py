@@ -49,6 +49,15 @@ def personaext_examples(data_dir: Path) -> list[FactExample]:
     return list(by_text.values())
 
 
+def es_silver_examples() -> list[FactExample]:
+    """Spanish silver sentences (translated English ones, every object checked; committed file)."""
+    from engine.corpora.es_silver import read_silver_es
+
+    return [FactExample(text=r.es, lang="es", split=r.split, source="silver_es",
+                        spans=[Span(start=s.start, end=s.end, predicate=s.predicate) for s in r.spans])
+            for r in read_silver_es()]
+
+
 def xpersona_examples(path: Path | None = None) -> list[FactExample]:
     """XPersona's Chinese sentences with the English labels projected onto them (committed file)."""
     from engine.corpora.xpersona import PROJECTED, read_projected
