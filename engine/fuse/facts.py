@@ -437,13 +437,14 @@ def _fuse(store: GraphStore, documents: list[DocumentIn], facts: list[ResolvedFa
     owner = {d.doc_id: d.user_id for d in docs}
     clash = {doc_id for doc_id, user in existing.items() if owner.get(doc_id) != user}
     report.rejected = [(d, "doc_id already belongs to another user") for d in sorted(clash)]
-    docs = [d for d in docs if d.doc_id not in clash]
-    facts = [f for f in facts if f.doc_id not in clash]
+    if clash:
+        docs = [d for d in docs if d.doc_id not in clash]
+        facts = [f for f in facts if f.doc_id not in clash]
 
-    report.users = sorted({d.user_id for d in docs} | {f.user_id for f in facts})
-    known_users = existing_users(store, report.users, batch)
     stamps = IsoStamps()
     plan = plan_facts(facts, stamps)
+    report.users = sorted({d.user_id for d in docs}.union(plan.spans))  # spans: every user with a fact
+    known_users = existing_users(store, report.users, batch)
     nodes = NodeIds()
     take: list[Callable[[list[list[Any]]], None] | None] = []  # per node job: what reads its rows
 
