@@ -3,12 +3,15 @@
     .venv/bin/python benchmarks/fusion.py [--facts 200000] [--users 50000] [--batch 5000]
 
 Prints facts/s for both paths and their ratio, plus the consistency-check pass over the touched
-users. Both runs use a fresh graph on the same embedded FalkorDB with the same indexes.
+users. Both runs use a fresh graph on the same embedded FalkorDB with the same indexes. Beside each
+wall time: the CPU seconds the database server and this client process spent on it, which a busy
+machine disturbs far less than wall time (the ratio's noise is mostly other processes' load).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import tempfile
@@ -77,6 +80,39 @@ def raw_merge(store: FalkorStore, facts: list[ResolvedFact], batch: int) -> None
             store.query(statement, {"rows": rows[i : i + batch]})
 
 
+def server_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of the server process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Span:
+    """Wall, server CPU and client CPU seconds of one timed phase."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+
+    def __enter__(self) -> Span:
+        self.wall, self.server, self.client = time.perf_counter(), server_cpu(self.pid), client_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.server = server_cpu(self.pid) - self.server
+        self.client = client_cpu() - self.client
+
+    def cpu(self) -> str:
+        return f"cpu server {self.server:6.2f} s client {self.client:6.2f} s"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--facts", type=int, default=200_000)
@@ -91,19 +127,15 @@ def main() -> None:
         try:
             raw_store = FalkorStore("127.0.0.1", int(status.port or 0), "bench_raw", password=status.password)
             raw_store.ensure_schema()
-            t0 = time.perf_counter()
-            raw_merge(raw_store, facts, args.batch)
-            raw_s = time.perf_counter() - t0
+            with Span(status.pid) as raw:
+                raw_merge(raw_store, facts, args.batch)
 
             engine_store = FalkorStore("127.0.0.1", int(status.port or 0), "bench_engine", password=status.password)
             engine_store.ensure_schema()
-            t0 = time.perf_counter()
-            report = fuse(engine_store, docs, facts, batch=args.batch)
-            fuse_s = time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            again = fuse(engine_store, docs, facts, batch=args.batch)
-            refuse_s = time.perf_counter() - t0
+            with Span(status.pid) as engine:
+                report = fuse(engine_store, docs, facts, batch=args.batch)
+            with Span(status.pid) as re_engine:
+                again = fuse(engine_store, docs, facts, batch=args.batch)
 
             t0 = time.perf_counter()
             checked = check_users(engine_store, report.users)
@@ -113,12 +145,13 @@ def main() -> None:
 
     n = len(facts)
     print(f"facts={n} users={args.users} documents={len(docs)} batch={args.batch}")
-    print(f"raw UNWIND/MERGE      : {raw_s:8.2f} s  {n / raw_s:10,.0f} facts/s")
-    print(f"engine fuse()         : {fuse_s:8.2f} s  {n / fuse_s:10,.0f} facts/s  "
+    print(f"raw UNWIND/MERGE      : {raw.wall:8.2f} s  {n / raw.wall:10,.0f} facts/s  {raw.cpu()}")
+    print(f"engine fuse()         : {engine.wall:8.2f} s  {n / engine.wall:10,.0f} facts/s  {engine.cpu()}  "
           f"(edges written {report.fact_edges_written})")
-    print(f"ratio engine/raw      : {raw_s / fuse_s:8.2f}")
-    print(f"re-ingest (idempotent): {refuse_s:8.2f} s  {n / refuse_s:10,.0f} facts/s  "
-          f"(edges written {again.fact_edges_written})")
+    print(f"ratio engine/raw      : {raw.wall / engine.wall:8.2f}  (server cpu {raw.server / engine.server:.2f}, "
+          f"server+client cpu {(raw.server + raw.client) / (engine.server + engine.client):.2f})")
+    print(f"re-ingest (idempotent): {re_engine.wall:8.2f} s  {n / re_engine.wall:10,.0f} facts/s  "
+          f"{re_engine.cpu()}  (edges written {again.fact_edges_written})")
     print(f"consistency check     : {check_s:8.2f} s  over {checked.users} users, "
           f"{len(checked.conflicts)} resolutions {checked.counts()}")
     print(f"peak RSS (client)     : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")

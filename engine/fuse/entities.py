@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from engine.contracts import ResolvedFact, TargetRef
+from engine.contracts import TargetRef
 from engine.store import GraphStore
 from graph_schema import CONTEXT_RELATIONS, Target, checked_identifier
 from linkers import ContextEdge
@@ -52,21 +52,22 @@ def context_edge_statement(rel: str) -> str:
     return _CONTEXT_EDGES.replace("{rel}", checked_identifier(rel))
 
 
-def target_jobs(facts: list[ResolvedFact], batch: int) -> Iterator[Job]:
-    """The Entity and Value nodes the facts point at."""
-    entities: dict[str, dict[str, Any]] = {}
-    values: dict[str, dict[str, Any]] = {}
-    for f in facts:
-        t = f.target
-        if t.label is Target.ENTITY:
-            if t.key not in entities:
-                entities[t.key] = _entity_row(t.key, t.props)
-        elif t.key not in values:
-            values[t.key] = {"key": t.key, **t.props}
+def target_jobs(
+    entities: dict[str, dict[str, Any]], values: dict[str, dict[str, Any]], batch: int
+) -> Iterator[tuple[Target, Job]]:
+    """The Entity and Value nodes facts point at (rows from target_row, by key); each statement
+    returns (key, node id) per row, for writers that then seek the nodes by id."""
     for chunk in chunks(list(entities.values()), batch):
-        yield _UPSERT_ENTITIES, {"rows": chunk}
+        yield Target.ENTITY, (ENTITY_NODES, {"rows": chunk})
     for chunk in chunks(list(values.values()), batch):
-        yield _UPSERT_VALUES, {"rows": chunk}
+        yield Target.VALUE, (VALUE_NODES, {"rows": chunk})
+
+
+def target_row(target: TargetRef) -> dict[str, Any]:
+    """The upsert row of a fact's target node."""
+    if target.label is Target.ENTITY:
+        return _entity_row(target.key, target.props)
+    return {"key": target.key, **target.props}
 
 
 def _entity_row(key: str, props: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +81,9 @@ def _entity_row(key: str, props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The same upsert, returning each entity's node id (for writers that then seek nodes by id).
+# The same upserts, returning each node's id (for writers that then seek nodes by id).
 ENTITY_NODES = _UPSERT_ENTITIES + "RETURN r.key AS key, id(e) AS node\n"
+VALUE_NODES = _UPSERT_VALUES + "RETURN r.key AS key, id(v) AS node\n"
 
 
 def entity_jobs(rows: list[dict[str, Any]], batch: int) -> Iterator[Job]:

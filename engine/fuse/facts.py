@@ -1,26 +1,30 @@
-"""Fusion: resolved facts → graph, with batched UNWIND/MERGE.
+"""Fusion: resolved facts → graph, with batched UNWIND statements.
 
 Idempotent per (document, fact): every fact edge keeps the ids of all documents that support it,
 and a document already counted for an edge is skipped, so re-ingesting changes nothing. Each fact
 edge is written by one atomic statement, which is what makes a crash mid-batch safe to retry.
 
-Bulk speed comes from three choices, each measured with benchmarks/fusion.py: an edge that cannot
-exist yet (its user is new, or the edge lookup found nothing) gets its final properties computed
-here instead of folded in by Cypher; hot rows travel as positional lists, not maps; and all
-statements of a call go through the store's ordered write stream, so row preparation overlaps
-with the database executing the previous statement."""
+A call writes in two streams. The first upserts the users (with their new documents) and the
+target nodes and returns their internal node ids; the second writes the fact edges, seeking both
+ends by node id instead of by two index lookups per edge. Bulk speed comes from the choices below,
+each measured with benchmarks/fusion.py: an edge that cannot exist yet (its user is new, or the
+edge lookup found nothing) is created whole with the properties computed here instead of folded
+in by Cypher; hot rows travel as positional lists, not maps; and each stream goes through the
+store's ordered write stream, so row preparation overlaps with the database executing the
+previous statement."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
 from engine.contracts import DocumentIn, ResolvedFact, iso
-from engine.fuse.entities import Job, chunks, target_jobs
+from engine.fuse.entities import Job, chunks, target_jobs, target_row
 from engine.gc_pause import cyclic_gc_paused
 from engine.store import GraphStore
 from graph_schema import Target, checked_identifier
@@ -38,22 +42,25 @@ class FuseReport(BaseModel):
 # One row per user: a new user gets its properties as computed by the client, an existing one
 # folds first/last seen, document count and languages in; then the user's new documents (looked
 # up first, see existing_documents) are created. One statement per user group keeps a user's
-# document count and its documents in step even if the process dies between statements.
+# document count and its documents in step even if the process dies between statements. Each
+# user's node id comes back for the fact edge statements. A property given as null in CREATE is
+# not stored, as with absent keys before.
+# ur = [id, first_seen, last_seen, n_docs, langs, updated_at, docs]; a document is
+# [id, ts, source, lang, text, sentiment, sentiment_confidence, reason, alerts].
 _UPSERT_USERS_AND_DOCUMENTS = """
 UNWIND $rows AS ur
-MERGE (u:User {id: ur.id})
-ON CREATE SET u = ur.props
-ON MATCH SET u.first_seen = CASE WHEN ur.props.first_seen < u.first_seen THEN ur.props.first_seen
-                                 ELSE u.first_seen END,
-             u.last_seen = CASE WHEN ur.props.last_seen > u.last_seen THEN ur.props.last_seen
-                                ELSE u.last_seen END,
-             u.n_docs = coalesce(u.n_docs, 0) + ur.props.n_docs,
-             u.langs = coalesce(u.langs, []) + [l IN ur.props.langs WHERE NOT l IN coalesce(u.langs, [])],
-             u.updated_at = ur.props.updated_at
-WITH u, ur
-UNWIND ur.docs AS r
-CREATE (d:Document)-[:ABOUT]->(u)
-SET d = r
+MERGE (u:User {id: ur[0]})
+ON CREATE SET u.first_seen = ur[1], u.last_seen = ur[2], u.n_docs = ur[3], u.langs = ur[4],
+              u.updated_at = ur[5]
+ON MATCH SET u.first_seen = CASE WHEN ur[1] < u.first_seen THEN ur[1] ELSE u.first_seen END,
+             u.last_seen = CASE WHEN ur[2] > u.last_seen THEN ur[2] ELSE u.last_seen END,
+             u.n_docs = coalesce(u.n_docs, 0) + ur[3],
+             u.langs = coalesce(u.langs, []) + [l IN ur[4] WHERE NOT l IN coalesce(u.langs, [])],
+             u.updated_at = ur[5]
+FOREACH (r IN ur[6] |
+    CREATE (:Document {id: r[0], user_id: ur[0], ts: r[1], source: r[2], lang: r[3], text: r[4],
+                       sentiment: r[5], sentiment_confidence: r[6], reason: r[7], alerts: r[8]})-[:ABOUT]->(u))
+RETURN ur[0] AS id, id(u) AS node
 """
 
 _EXISTING_USERS = """
@@ -76,28 +83,35 @@ RETURN d.id AS id, d.user_id AS user_id
 """
 
 # Fact edges take one of two statements per (predicate, target label); the identifiers come from
-# graph_schema's whitelist. A new edge gets the properties the client computed from its evidence;
-# an existing one folds in the documents it has not counted yet (its `docs` list is what makes
+# graph_schema's whitelist. Both ends are sought by the node ids the upserts returned: the id goes
+# through a WITH alias because FalkorDB plans `id(u) = r[0]` as a scan of all nodes, not a seek.
+# A new edge is created whole with the properties the client computed from its evidence; an
+# existing one folds in the documents it has not counted yet (its `docs` list is what makes
 # re-ingesting a document a no-op). Splitting them keeps the common case, a new edge, cheap.
-# r = [user, key, docs, confidence, first, last(, sentiment sum, sentiment count)]. Edges without
-# sentiment take the statement without the sentiment columns: setting a property to null is not
-# free, and most facts carry no sentiment.
-_NEW_FACT_EDGES = """
+_SEEK_ENDS = """
 UNWIND $rows AS r
-MATCH (u:User {id: r[0]})
-MATCH (o:{label} {key: r[1]})
-MERGE (u)-[f:{rel}]->(o)
-ON CREATE SET f.docs = r[2], f.evidence = r[2][-{recent}..], f.evidence_count = size(r[2]),
-              f.confidence = r[3], f.first_seen = r[4], f.valid_from = r[4], f.last_seen = r[5],
-              f.status = 'active'{sentiment}
-"""
-_NEW_EDGE_SENTIMENT = ",\n              f.sentiment_sum = r[6], f.sentiment_n = r[7], f.sentiment = r[6] / r[7]"
+WITH r, r[0] AS un, r[1] AS tn
+MATCH (u:User) WHERE id(u) = un
+MATCH (o:{label}) WHERE id(o) = tn"""
 
-# r = [user, key, first, last, [[doc, confidence, ts, sentiment], ...]]
-_EXISTING_FACT_EDGES = """
-UNWIND $rows AS r
-MATCH (u:User {id: r[0]})
-MATCH (o:{label} {key: r[1]})
+# r = [user node, target node, docs, confidence, first, last(, sentiment sum, sentiment count)].
+# CREATE with the properties in the pattern takes about 0.7 of the server time of MERGE ... ON
+# CREATE SET (the 176k edges of benchmarks/fusion.py's data, both ends sought by id: 1.3 vs 1.95 s
+# of server CPU). The NOT guard keeps the old MERGE's effect when the edge exists after all
+# (written by another writer since the lookup): it is left alone, never doubled. On FalkorDB the guard and the
+# CREATE are atomic (the graph runs one write query at a time); writers of one user are kept
+# apart anyway (engine/distributed's partition locks), which the lookup-then-write relies on.
+# Edges without sentiment take the statement without the sentiment columns.
+_NEW_FACT_EDGES = _SEEK_ENDS + """
+WITH u, o, r WHERE NOT (u)-[:{rel}]->(o)
+CREATE (u)-[:{rel} {docs: r[2], evidence: r[2][-{recent}..], evidence_count: size(r[2]),
+                    confidence: r[3], first_seen: r[4], valid_from: r[4], last_seen: r[5],
+                    status: 'active'{sentiment}}]->(o)
+"""
+_NEW_EDGE_SENTIMENT = ",\n                    sentiment_sum: r[6], sentiment_n: r[7], sentiment: r[6] / r[7]"
+
+# r = [user node, target node, first, last, [[doc, confidence, ts, sentiment], ...]]
+_EXISTING_FACT_EDGES = _SEEK_ENDS + """
 MERGE (u)-[f:{rel}]->(o)
 ON CREATE SET f.docs = [], f.confidence = 0.0, f.first_seen = r[2], f.last_seen = r[3],
               f.valid_from = r[2], f.status = 'active'
@@ -126,21 +140,17 @@ SET f.docs = docs,
 RETURN count(f) AS written
 """
 
-# r = [user, key]
-_EXISTING_FACT_EDGE_KEYS = """
-UNWIND $rows AS r
-MATCH (u:User {id: r[0]})
-MATCH (o:{label} {key: r[1]})
+# r = [user node, target node]: the pairs already joined by the edge
+_EXISTING_FACT_EDGE_KEYS = _SEEK_ENDS + """
 MATCH (u)-[:{rel}]->(o)
-RETURN r[0] AS user, r[1] AS key
+RETURN un AS user, tn AS target
 """
 
 
-# r = [user, key, tier]: which extractor tier produced the edge's latest evidence. A statement of
-# its own, sent only for extracted facts, so fact lines keep the fast path.
-_FACT_EDGE_TIER = """
-UNWIND $rows AS r
-MATCH (u:User {id: r[0]})-[f:{rel}]->(o:{label} {key: r[1]})
+# r = [user node, target node, tier]: which extractor tier produced the edge's latest evidence. A
+# statement of its own, sent only for extracted facts, so fact lines keep the fast path.
+_FACT_EDGE_TIER = _SEEK_ENDS + """
+MATCH (u)-[f:{rel}]->(o)
 SET f.tier = r[2]
 """
 
@@ -181,6 +191,14 @@ def _document_row(doc: DocumentIn, stamp: Any = iso) -> dict[str, Any]:
     return row
 
 
+def _new_document(doc: DocumentIn, ts: str) -> list[Any]:
+    """A new document for _UPSERT_USERS_AND_DOCUMENTS; nulls are the properties it does not have."""
+    s = doc.sentiment
+    if s is None:
+        return [doc.doc_id, ts, doc.source, doc.lang, doc.text]
+    return [doc.doc_id, ts, doc.source, doc.lang, doc.text, s.label, s.confidence, s.reason, list(s.alerts)]
+
+
 def existing_documents(store: GraphStore, doc_ids: list[str], batch: int) -> dict[str, str]:
     """Document id → owning user, for the ids already in the graph."""
     owners: dict[str, str] = {}
@@ -197,70 +215,76 @@ def existing_users(store: GraphStore, user_ids: list[str], batch: int) -> set[st
     return found
 
 
-
-
 def user_and_document_jobs(
-    docs: list[DocumentIn], facts: list[ResolvedFact], existing: dict[str, str], batch: int,
-    stamp: Callable[[datetime], str],
+    docs: list[DocumentIn], spans: dict[str, list[str]], existing: dict[str, str], batch: int,
+    stamps: IsoStamps,
 ) -> Iterator[Job]:
-    """Users with their first/last seen and new documents; sentiment for re-scored documents."""
+    """Users with their first/last seen and new documents; sentiment for re-scored documents.
+
+    `spans`: user → [first, last] timestamp of the batch's facts (FactPlan.spans).
+    """
     # updated_at (wall clock, not evidence time) lets incremental segment refresh find back-filled data
     at = iso(datetime.now(UTC))
-    users: dict[str, dict[str, Any]] = {}
-
-    def seen(uid: str, ts: str) -> dict[str, Any]:
-        row = users.get(uid)
-        if row is None:
-            props = {"id": uid, "first_seen": ts, "last_seen": ts, "n_docs": 0, "langs": [], "updated_at": at}
-            row = users[uid] = {"id": uid, "props": props, "docs": []}
-        else:
-            props = row["props"]
-            if ts < props["first_seen"]:
-                props["first_seen"] = ts
-            elif ts > props["last_seen"]:
-                props["last_seen"] = ts
-        return row
-
+    # [id, first_seen, last_seen, n_docs, langs, updated_at, docs], as _UPSERT_USERS_AND_DOCUMENTS reads it
+    users: dict[str, list[Any]] = {uid: [uid, first, last, 0, [], at, []] for uid, (first, last) in spans.items()}
     rescored = []
     for d in docs:
-        row = seen(d.user_id, stamp(d.ts))
+        ts = stamps[d.ts]
+        row = users.get(d.user_id)
+        if row is None:
+            row = users[d.user_id] = [d.user_id, ts, ts, 0, [], at, []]
+        elif ts < row[1]:
+            row[1] = ts
+        elif ts > row[2]:
+            row[2] = ts
         if d.doc_id not in existing:
-            row["docs"].append(_document_row(d, stamp))
-            props = row["props"]
-            props["n_docs"] += 1
-            if d.lang and d.lang not in props["langs"]:
-                props["langs"].append(d.lang)
+            row[6].append(_new_document(d, ts))
+            row[3] += 1
+            if d.lang and d.lang not in row[4]:
+                row[4].append(d.lang)
         elif d.sentiment:
-            rescored.append(_document_row(d, stamp))
-    for f in facts:
-        seen(f.user_id, stamp(f.ts))
+            rescored.append(_document_row(d, stamps))
     for chunk in _chunks_by_size(list(users.values()), batch):
         yield _UPSERT_USERS_AND_DOCUMENTS, {"rows": chunk}
     for chunk in chunks(rescored, batch):
         yield _UPDATE_DOCUMENT_SENTIMENT, {"rows": chunk}
 
 
-def _chunks_by_size(rows: list[dict[str, Any]], batch: int) -> list[list[dict[str, Any]]]:
+def _chunks_by_size(rows: list[list[Any]], batch: int) -> list[list[list[Any]]]:
     """Chunks of user rows holding about `batch` documents each."""
-    out: list[list[dict[str, Any]]] = [[]]
+    out: list[list[list[Any]]] = [[]]
     size = 0
     for row in rows:
         if size >= batch:
             out.append([])
             size = 0
         out[-1].append(row)
-        size += 1 + len(row["docs"])
+        size += 1 + len(row[6])
     return [c for c in out if c]
 
 
+class IsoStamps(dict[datetime, str]):
+    """One ISO string per distinct timestamp for a whole call: `stamps[ts]` (a plain dict lookup
+    once seen) or `stamps(ts)`."""
+
+    def __missing__(self, ts: datetime) -> str:
+        out = self[ts] = iso(ts)
+        return out
+
+    def __call__(self, ts: datetime) -> str:
+        return self[ts]
+
+
 class _Edge:
-    """The evidence one batch holds for one fact edge: (doc, confidence, ts, sentiment) per document."""
+    """The evidence one batch holds for one fact edge: (doc, confidence, ts, sentiment) per document,
+    and the tier of the last of its facts that names one."""
 
-    __slots__ = ("user", "key", "first", "last", "items")
+    __slots__ = ("user", "key", "first", "last", "items", "tier")
 
-    def __init__(self, user: str, key: str, ts: str) -> None:
-        self.user, self.key, self.first, self.last = user, key, ts, ts
-        self.items: list[tuple[str, float, str, float | None]] = []
+    def __init__(self, user: str, key: str, item: tuple[str, float, str, float | None]) -> None:
+        self.user, self.key, self.first, self.last = user, key, item[2], item[2]
+        self.items = [item]
+        self.tier: str | None = None
 
     def add(self, doc: str, conf: float, ts: str, sent: float | None) -> None:
         if any(i[0] == doc for i in self.items):
@@ -271,88 +295,128 @@ class _Edge:
             self.last = ts
         self.items.append((doc, conf, ts, sent))
 
-    def new_row(self) -> list[Any]:
-        """[user, key, docs, confidence, first, last(, sentiment sum, sentiment count)] of a new edge.
+    def new_row(self, user: int, target: int) -> list[Any]:
+        """[user node, target node, docs, confidence, first, last(, sentiment sum, sentiment count)]
+        of a new edge.
 
         Positional, not a map: new edges are most of a bulk load and this halves the payload.
         """
         items = self.items
+        if len(items) == 1:  # most edges: the same numbers as the loop below, without it
+            doc, conf, ts, sent = items[0]
+            if sent is None:
+                return [user, target, [doc], 1 - (1 - conf), ts, ts]
+            return [user, target, [doc], 1 - (1 - conf), ts, ts, 0 + sent, 1]  # 0 + as sum() does (-0.0)
         miss = 1.0
         for i in items:
             miss *= 1 - i[1]
-        row = [self.user, self.key, [i[0] for i in items], 1 - miss, self.first, self.last]
+        row = [user, target, [i[0] for i in items], 1 - miss, self.first, self.last]
         sents = [i[3] for i in items if i[3] is not None]
         if sents:
             row += [sum(sents), len(sents)]
         return row
 
-    def update_row(self) -> list[Any]:
-        """[user, key, first, last, [[doc, confidence, ts, sentiment], ...]] for an existing edge."""
-        return [self.user, self.key, self.first, self.last, self.items]
+    def update_row(self, user: int, target: int) -> list[Any]:
+        """[user node, target node, first, last, [[doc, confidence, ts, sentiment], ...]] for an existing edge."""
+        return [user, target, self.first, self.last, self.items]
 
 
-def group_edges(
-    facts: list[ResolvedFact], stamp: Callable[[datetime], str] | None = None
-) -> dict[tuple[str, Target], dict[tuple[str, str], _Edge]]:
-    """Evidence per fact edge, grouped by (predicate, target label) so each edge is written once."""
-    grouped: dict[tuple[str, Target], dict[tuple[str, str], _Edge]] = defaultdict(dict)
-    stamp = stamp or _iso_cache()
+class FactPlan:
+    """What one pass over a batch's facts yields: the evidence per fact edge, grouped by (predicate,
+    target label) so each edge is written once; the target nodes' rows by label and key; and each
+    user's first and last fact timestamp."""
+
+    def __init__(self) -> None:
+        self.edges: dict[tuple[str, Target], dict[tuple[str, str], _Edge]] = defaultdict(dict)
+        self.targets: dict[Target, dict[str, dict[str, Any]]] = {label: {} for label in Target}
+        self.spans: dict[str, list[str]] = {}
+
+
+def plan_facts(facts: list[ResolvedFact], stamps: IsoStamps | None = None) -> FactPlan:
+    plan = FactPlan()
+    stamps = IsoStamps() if stamps is None else stamps
+    grouped, spans, targets = plan.edges, plan.spans, plan.targets
     for f in facts:
         t = f.target
+        ts = stamps[f.ts]
+        user = f.user_id
+        span = spans.get(user)
+        if span is None:
+            spans[user] = [ts, ts]
+        elif ts < span[0]:
+            span[0] = ts
+        elif ts > span[1]:
+            span[1] = ts
+        key = t.key
         edges = grouped[(f.predicate, t.label)]
-        ts = stamp(f.ts)
-        edge = edges.get((f.user_id, t.key))
+        edge = edges.get((user, key))
         if edge is None:
-            edge = edges[(f.user_id, t.key)] = _Edge(f.user_id, t.key, ts)
-        edge.add(f.doc_id, f.confidence, ts, f.sentiment)
-    return grouped
-
-
-def _iso_cache() -> Callable[[datetime], str]:
-    cache: dict[datetime, str] = {}
-
-    def stamp(ts: datetime) -> str:
-        out = cache.get(ts)
-        if out is None:
-            out = cache[ts] = iso(ts)
-        return out
-
-    return stamp
+            edge = edges[(user, key)] = _Edge(user, key, (f.doc_id, f.confidence, ts, f.sentiment))
+            rows = targets[t.label]
+            if key not in rows:
+                rows[key] = target_row(t)
+        else:
+            edge.add(f.doc_id, f.confidence, ts, f.sentiment)
+        if f.tier:
+            edge.tier = f.tier
+    return plan
 
 
 def existing_edge_keys(
-    store: GraphStore, statement: str, edges: list[_Edge], batch: int
-) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    for chunk in chunks([[e.user, e.key] for e in edges], batch):
-        found.update((u, k) for u, k in store.ro_query(statement, {"rows": chunk}).rows)
+    store: GraphStore, statement: str, pairs: list[list[int]], batch: int
+) -> set[tuple[int, int]]:
+    """The (user node, target node) pairs already joined by the statement's edge."""
+    found: set[tuple[int, int]] = set()
+    for chunk in chunks(pairs, batch):
+        found.update((u, t) for u, t in store.ro_query(statement, {"rows": chunk}).rows)
     return found
 
 
+class NodeIds:
+    """Node ids the upserts of one call returned: users by id, targets by label and key."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, int] = {}
+        self.targets: dict[Target, dict[str, int]] = {label: {} for label in Target}
+
+    def add_users(self, rows: list[list[Any]]) -> None:
+        self.users.update((uid, int(node)) for uid, node in rows)
+
+    def add_targets(self, label: Target, rows: list[list[Any]]) -> None:
+        self.targets[label].update((key, int(node)) for key, node in rows)
+
+
 def fact_edge_jobs(
-    store: GraphStore, facts: list[ResolvedFact], known_users: set[str], batch: int,
-    stamp: Callable[[datetime], str], report: FuseReport,
+    store: GraphStore, plan: FactPlan, nodes: NodeIds, known_users: set[str], batch: int, report: FuseReport,
 ) -> Iterator[Job]:
     """Fact edges; only edges of users that were in the graph before this batch can exist already.
 
     New edges are counted into report.fact_edges_written here, updated ones by their statement.
     """
-    for (pred, label), edges in group_edges(facts, stamp).items():
+    users = nodes.users
+    for (pred, label), edges in plan.edges.items():
         statements = fact_edge_statements(pred, label)
-        maybe = [e for e in edges.values() if e.user in known_users]
+        targets = nodes.targets[label]
+        maybe = [[users[e.user], targets[e.key]] for e in edges.values() if e.user in known_users]
         present = existing_edge_keys(store, statements.existing_keys, maybe, batch) if maybe else set()
-        new = [e.new_row() for k, e in edges.items() if k not in present]
-        report.fact_edges_written += len(new)
-        for chunk in chunks([r for r in new if len(r) == 6], batch):
-            yield statements.new, {"rows": chunk}
-        for chunk in chunks([r for r in new if len(r) > 6], batch):
-            yield statements.new_with_sentiment, {"rows": chunk}
-        for chunk in chunks([edges[k].update_row() for k in present], batch):
-            yield statements.existing, {"rows": chunk}
-        tiers = {(f.user_id, f.target.key): f.tier for f in facts
-                 if f.tier and f.predicate == pred and f.target.label is label}
-        for chunk in chunks([[u, k, t] for (u, k), t in tiers.items()], batch):
-            yield statements.tier, {"rows": chunk}
+        new: list[list[Any]] = []
+        new_with_sentiment: list[list[Any]] = []
+        updates: list[list[Any]] = []
+        tiers: list[list[Any]] = []
+        for e in edges.values():
+            u, t = users[e.user], targets[e.key]
+            if present and (u, t) in present:
+                updates.append(e.update_row(u, t))
+            else:
+                row = e.new_row(u, t)
+                (new if len(row) == 6 else new_with_sentiment).append(row)
+            if e.tier:
+                tiers.append([u, t, e.tier])
+        report.fact_edges_written += len(new) + len(new_with_sentiment)
+        for statement, rows in ((statements.new, new), (statements.new_with_sentiment, new_with_sentiment),
+                                (statements.existing, updates), (statements.tier, tiers)):
+            for chunk in chunks(rows, batch):
+                yield statement, {"rows": chunk}
 
 
 def fuse(
@@ -374,20 +438,30 @@ def _fuse(store: GraphStore, documents: list[DocumentIn], facts: list[ResolvedFa
     owner = {d.doc_id: d.user_id for d in docs}
     clash = {doc_id for doc_id, user in existing.items() if owner.get(doc_id) != user}
     report.rejected = [(d, "doc_id already belongs to another user") for d in sorted(clash)]
-    docs = [d for d in docs if d.doc_id not in clash]
-    facts = [f for f in facts if f.doc_id not in clash]
+    if clash:
+        docs = [d for d in docs if d.doc_id not in clash]
+        facts = [f for f in facts if f.doc_id not in clash]
 
-    report.users = sorted({d.user_id for d in docs} | {f.user_id for f in facts})
+    stamps = IsoStamps()
+    plan = plan_facts(facts, stamps)
+    report.users = sorted({d.user_id for d in docs}.union(plan.spans))  # spans: every user with a fact
     known_users = existing_users(store, report.users, batch)
-    stamp = _iso_cache()  # one ISO string per distinct timestamp for the whole call
+    nodes = NodeIds()
+    take: list[Callable[[list[list[Any]]], None] | None] = []  # per node job: what reads its rows
 
-    def jobs() -> Iterator[Job]:
-        # in dependency order: fact edges need their user and target nodes
-        yield from user_and_document_jobs(docs, facts, existing, batch, stamp)
-        yield from target_jobs(facts, batch)
-        yield from fact_edge_jobs(store, facts, known_users, batch, stamp, report)
+    def node_jobs() -> Iterator[Job]:
+        # the edges need the node ids of both their ends: users and targets go first, in a stream of their own
+        for label, job in target_jobs(plan.targets[Target.ENTITY], plan.targets[Target.VALUE], batch):
+            take.append(partial(nodes.add_targets, label))
+            yield job
+        for job in user_and_document_jobs(docs, plan.spans, existing, batch, stamps):
+            take.append(nodes.add_users if job[0] is _UPSERT_USERS_AND_DOCUMENTS else None)
+            yield job
 
-    results = store.write_stream(jobs())
-    report.fact_edges_written += sum(int(r.scalar() or 0) for r in results)
+    for read, result in zip(take, store.write_stream(node_jobs()), strict=True):
+        if read is not None:
+            read(result.rows)
+    edge_results = store.write_stream(fact_edge_jobs(store, plan, nodes, known_users, batch, report))
+    report.fact_edges_written += sum(int(r.scalar() or 0) for r in edge_results)
     report.documents = len(docs)
     return report

@@ -86,5 +86,5 @@ def test_engine_cypher_passes_neo4j_linter(store, settings) -> None:
 
 
 def test_linter_catches_a_broken_statement() -> None:
-    (bad,) = lint_statements([fact_edge_statements("LIKES", Target.ENTITY).new.replace("MERGE", "MERG", 1)])
+    (bad,) = lint_statements([fact_edge_statements("LIKES", Target.ENTITY).new.replace("MATCH", "MATC", 1)])
     assert bad.errors
