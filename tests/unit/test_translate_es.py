@@ -76,3 +76,13 @@ def test_reading_names_the_bad_line(tmp_path: Path) -> None:
                     '"source": "personaext", "spans": []}\n{"es": 3}\n', encoding="utf-8")
     with pytest.raises(SilverEsError, match="line 2"):
         read_silver_es(path)
+
+
+def test_the_committed_spanish_rows_are_consistent() -> None:
+    rows = read_silver_es()
+    assert rows, "engine/corpora/data/silver_es.jsonl is committed"
+    for r in rows:
+        assert r.spans and all(r.es[s.start:s.end] == s.text for s in r.spans), r.es
+        assert all(s.check.startswith(("qid:Q", "literal:")) for s in r.spans), r.es
+    assert len({r.key for r in rows}) == len(rows)  # each English sentence translated once
+    assert {r.split for r in rows} == {"train", "dev", "test"}
