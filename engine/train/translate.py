@@ -59,23 +59,19 @@ def mark(text: str, spans: Sequence[Span]) -> str:
 
 def unmark(marked: str) -> tuple[str, list[tuple[int, int, str]]]:
     """The plain sentence and the (start, end, text) of each marked part in it."""
-    plain, spans, at = [], [], 0
-    length = 0
+    plain, spans, at = "", [], 0
     for m in _MARK.finditer(marked):
-        before = marked[at:m.start()]
-        plain.append(before)
-        length += len(before)
-        inner = m.group(1).strip()
-        lead = len(m.group(1)) - len(m.group(1).lstrip())
-        plain.append(m.group(1))
-        spans.append((length + lead, length + lead + len(inner), inner))
-        length += len(m.group(1))
+        plain += marked[at:m.start()]
+        inner = m.group(1)
+        word = inner.strip()
+        start = len(plain) + len(inner) - len(inner.lstrip())
+        spans.append((start, start + len(word), word))
+        plain += inner
         at = m.end()
-    plain.append(marked[at:])
-    text = "".join(plain)
-    if "[[" in text or "]]" in text:
-        return text, []  # an unbalanced mark: nothing trustworthy
-    return text, spans
+    plain += marked[at:]
+    if "[[" in plain or "]]" in plain:
+        return plain, []  # an unbalanced mark: nothing trustworthy
+    return plain, spans
 
 
 def object_check(predicate: str, obj: str, lang: str) -> str | None:
@@ -103,20 +99,16 @@ def checked_row(example: FactExample, answer: str) -> Translation:
         return out.model_copy(update={"reason": "marks",
                                       "dropped": f"{len(marked)} marked spans for {len(example.spans)}"})
     left = [(s, example.text[s.start:s.end]) for s in example.spans]
+    left = [(s, en_obj, object_check(s.predicate, en_obj, "en")) for s, en_obj in left]
     spans = []
     for start, end, text in marked:
-        match = None
-        for i, (s, en_obj) in enumerate(left):
-            check = object_check(s.predicate, en_obj, "en")
-            if check is not None and object_check(s.predicate, text, "es") == check:
-                match = i, check
-                break
-        if match is None:
+        i = next((i for i, (s, _, check) in enumerate(left)
+                  if check is not None and object_check(s.predicate, text, "es") == check), None)
+        if i is None:
             return out.model_copy(update={"reason": "grounding",
                                           "dropped": f"{text!r} does not ground like any English object"})
-        s, en_obj = left.pop(match[0])
-        spans.append(SilverEsSpan(start=start, end=end, predicate=s.predicate, text=text, en=en_obj,
-                                  check=match[1]))
+        s, en_obj, check = left.pop(i)
+        spans.append(SilverEsSpan(start=start, end=end, predicate=s.predicate, text=text, en=en_obj, check=check))
     row = SilverEsRow(es=es, en=example.text, key=example.text, source=example.source, spans=spans)
     return out.model_copy(update={"row": row})
 
