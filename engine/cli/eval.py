@@ -151,7 +151,9 @@ def extraction(
                                   help="encoder, llm or cascade; several comma-separated print side by side"),
     sets: str = typer.Option(",".join(TEST_SETS), "--sets", help="Comma-separated test sets: personaext, "
                              "xpersona-zh (projected Chinese), kvpi-zh (LIVES_IN / GENDER), es-silver (translated, "
-                             "checked; skipped while `persona train translate-es` has built no test rows)"),
+                             "checked; skipped while `persona train translate-es` has built no test rows), "
+                             "silver-en (PersonaExt test sentences with checked WORKS_AS / AGE_BAND / GENDER / "
+                             "SPEAKS / ... labels)"),
     size: int | None = typer.Option(None, help="Seeded sample of each test split (default: all of it; 600 when "
                                                "the llm tier runs, which takes ~1.6 s per row)"),
     seed: int = typer.Option(13, help="Sampling seed"),

@@ -16,8 +16,10 @@ Scoring (documented, lenient as in notes/llm-baseline.md):
 - recall = gold facts matched / gold facts.
 Further test sets, each scored the same way (`test_sets`): XPersona's Chinese translations with the
 English labels projected onto them (`engine/train/project.py`; Chinese objects match when one contains
-the other), and KvPI's entailed responses that state a location or gender (`engine.corpora.kvpi`),
-where precision counts only predictions of the predicate scored (its rows label nothing else). Every
+the other), KvPI's entailed responses that state a location or gender (`engine.corpora.kvpi`),
+where precision counts only predictions of the predicate scored (its rows label nothing else), the
+Spanish silver translations (`es-silver`), and PersonaExt test sentences with the checked silver facts
+PersonaExt never labels (`silver-en`: WORKS_AS, AGE_BAND, GENDER, SPEAKS, ... beside its own labels). Every
 set reports recall per gold predicate and the ECE of the confidences.
 """
 
@@ -193,6 +195,19 @@ def es_silver_items(split: str = "test") -> list[GoldItem]:
             for r in read_silver_es() if r.split == split and r.spans]
 
 
+def silver_en_items(split: str = "test") -> list[GoldItem]:
+    """PersonaExt sentences of `split` with checked silver facts (`engine/train/silver.py`: WORKS_AS,
+    AGE_BAND, FROM_PLACE, SPEAKS, GENDER, LIVES_IN a pattern finds and the KB or literal rules accept),
+    scored with PersonaExt's own labels of the sentence beside them."""
+    from engine.corpora import split_of
+    from engine.train.silver import read_silver
+
+    return [GoldItem(text=r.text, lang="en", relation=r.silver[0].predicate,
+                     gold=[GoldFact(predicates=[s.predicate], object=r.text[s.start:s.end])
+                           for s in [*r.silver, *r.gold]])
+            for r in read_silver() if r.silver and split_of(r.text) == split]
+
+
 def extract_all(texts: list[str], langs: list[str], extractor: Any, progress: Any = None) -> list[Any]:
     """One result per text: batched through tiers that take batches, else one call each."""
     if hasattr(extractor, "extract_batch"):
@@ -345,7 +360,7 @@ def set_summary(results: list[RowResult], *, by_predicate: tuple[str, ...] = ())
     return out
 
 
-TEST_SETS = ("personaext", "xpersona-zh", "kvpi-zh", "es-silver")
+TEST_SETS = ("personaext", "xpersona-zh", "kvpi-zh", "es-silver", "silver-en")
 
 
 def sample(items: list[GoldItem], size: int | None, seed: int) -> list[GoldItem]:
@@ -364,4 +379,6 @@ def test_items(name: str, data_dir: Path, size: int | None, seed: int) -> list[G
         return sample(kvpi_items(data_dir, "test"), size, seed)
     if name == "es-silver":
         return sample(es_silver_items("test"), size, seed)
+    if name == "silver-en":
+        return sample(silver_en_items("test"), size, seed)
     raise ValueError(f"unknown test set {name!r}; choose from {', '.join(TEST_SETS)}")

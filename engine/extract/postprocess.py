@@ -264,7 +264,32 @@ def ground_facts(
             continue
         seen.add(key)
         facts.append(fact)
+    for origin in origins_of(facts, text, lang):
+        if (origin.predicate, origin.object.lower()) not in seen:
+            facts.append(origin)
     return facts, dropped
+
+
+# "i am from ohio", "soy de Sevilla", "来自上海": PersonaExt labels the place as where the author lives
+# (live_in_*), other persona sets as where they come from; both are said, so both are kept, whichever
+# of the two a tier proposed. "originally from" says the author lives elsewhere now.
+_FROM_CUES = {
+    "en": re.compile(r"(?<!originally )\bfrom\s+(?:the\s+)?$", re.I),
+    "es": re.compile(r"\b(?:soy|somos|vengo|venimos)\s+(?:de|del)\s+(?:la\s+|el\s+|los\s+|las\s+)?$", re.I),
+    "zh": re.compile(r"来自$"),
+}
+_COUNTERPART = {"LIVES_IN": "FROM_PLACE", "FROM_PLACE": "LIVES_IN"}
+
+
+def origins_of(facts: Sequence[Fact], text: str, lang: str) -> list[Fact]:
+    """For each LIVES_IN / FROM_PLACE fact whose place follows "from" ("soy de", "来自"), the other one."""
+    cue = _FROM_CUES.get(lang)
+    out: list[Fact] = []
+    for fact in facts:
+        span = find_span(text, fact.object) if cue and fact.predicate in _COUNTERPART else None
+        if span is not None and cue.search(text, max(0, span.start - 24), span.start):
+            out.append(fact.model_copy(update={"predicate": _COUNTERPART[fact.predicate]}))
+    return out
 
 
 def _retype_diet(pred, obj: str):

@@ -1,8 +1,10 @@
 """Template sentences over the knowledge base's everyday vocabulary, for what PersonaExt lacks.
 
-PersonaExt is English and has no occupations (WORKS_AS) and few places per language. Templates in
-en / zh / es over KB labels of the matching domain (occupations, places, foods, sports, animals,
-music) add those facts, plus sentences about *other* people that must yield nothing. Entities are
+PersonaExt is English and has no occupations (WORKS_AS), origins (FROM_PLACE), ages (AGE_BAND) or
+languages (SPEAKS), and few places per language. Templates in en / zh / es over KB labels of the
+matching domain (occupations, places, languages, foods, sports, animals, music; ages are numbers) add
+those facts, two-fact clauses ("i'm a nurse in leeds"), plus sentences about *other* people that must
+yield nothing. Entities are
 split by the same hash rule as the corpora and only the train half is used, so the dev split
 measures the tagger on words it never saw in a template.
 """
@@ -35,6 +37,19 @@ TEMPLATES: dict[tuple[str | None, str, str], tuple[str, ...]] = {
     ("DISLIKES", "food", "es"): ("odio {x}", "no me gusta nada {x}"),
     ("HAS_PET", "animal", "zh"): ("我养了一只{x}", "我家有一只{x}"),
     ("HAS_PET", "animal", "es"): ("tengo un {x} en casa", "mi {x} se llama Toby"),
+    ("FROM_PLACE", "place", "en"): ("i was born in {x}", "i grew up in {x}", "i was raised in {x}"),
+    ("FROM_PLACE", "place", "zh"): ("我是{x}人", "我出生在{x}", "我老家在{x}"),
+    ("FROM_PLACE", "place", "es"): ("nací en {x}", "crecí en {x}", "me crié en {x}"),
+    ("SPEAKS", "language", "en"): ("i speak {x}", "i can speak {x} fluently", "{x} is my first language"),
+    ("SPEAKS", "language", "zh"): ("我会说{x}", "我的母语是{x}"),
+    ("SPEAKS", "language", "es"): ("hablo {x}", "sé hablar {x} bastante bien"),
+    ("AGE_BAND", "age", "en"): ("i am {x} years old", "i'm {x} now", "i just turned {x}"),
+    ("AGE_BAND", "age", "zh"): ("我今年{x}岁", "我已经{x}岁了"),
+    ("AGE_BAND", "age", "es"): ("tengo {x} años", "acabo de cumplir {x} años"),
+    (None, "age", "en"): ("my son is {x} years old",),
+    (None, "age", "zh"): ("我女儿今年{x}岁",),
+    (None, "age", "es"): ("mi hija tiene {x} años",),
+    (None, "place", "en"): ("my husband was born in {x}",),
     (None, "occupation", "en"): ("my sister works as a {x}", "my dad is a {x}"),
     (None, "occupation", "zh"): ("我妈妈是一名{x}", "他是{x}"),
     (None, "occupation", "es"): ("mi hermano trabaja como {x}",),
@@ -44,9 +59,23 @@ TEMPLATES: dict[tuple[str | None, str, str], tuple[str, ...]] = {
 }
 
 
+# Two facts in one clause, as people write them ("i'm a nurse in leeds"): {x} is the first object, {y} the second.
+PAIRS: dict[tuple[str, str, str, str, str], tuple[str, ...]] = {
+    ("WORKS_AS", "occupation", "LIVES_IN", "place", "en"): ("i'm a {x} in {y}", "i work as a {x} in {y}",
+                                                            "i am a {x} living in {y}"),
+    ("WORKS_AS", "occupation", "LIVES_IN", "place", "zh"): ("我在{y}当{x}", "我是{y}的一名{x}"),
+    ("WORKS_AS", "occupation", "LIVES_IN", "place", "es"): ("soy {x} en {y}", "trabajo como {x} en {y}"),
+    ("AGE_BAND", "age", "LIVES_IN", "place", "en"): ("i'm {x} and live in {y}",),
+}
+AGES = tuple(str(n) for n in range(14, 80))
+
+
 def _vocabulary(kb, domain: str, lang: str, limit: int, rng: random.Random) -> list[str]:
     from linkers.kb import DOMAINS
 
+    if domain == "age":  # ages are numbers, not KB entities; split by the same hash rule
+        ages = [a for a in AGES if split_of(a) == "train"]
+        return [rng.choice(ages) for _ in range(limit)]
     bit = 1 << DOMAINS.index(domain)
     labels = getattr(kb, f"label_{lang}")
     found = [
@@ -96,4 +125,23 @@ def template_examples(kb, *, per_template: int, seed: int, compounds: float = 0.
             start = template.index("{x}")
             spans = [Span(start=start, end=start + len(word), predicate=predicate)] if predicate else []
             out.append(FactExample(text=text, lang=lang, split="train", spans=spans, source="template"))
+    out += pair_examples(kb, per_template=per_template, rng=rng)
     return out + compound_examples(out, int(len(out) * compounds), rng)
+
+
+def pair_examples(kb, *, per_template: int, rng: random.Random) -> list[FactExample]:
+    out = []
+    for (first, first_domain, second, second_domain, lang), templates in PAIRS.items():
+        n = per_template * len(templates)
+        xs = _vocabulary(kb, first_domain, lang, n, rng)
+        ys = _vocabulary(kb, second_domain, lang, n, rng)
+        for k, (x, y) in enumerate(zip(xs, ys, strict=False)):
+            template = templates[k % len(templates)]
+            text, spans = template, []
+            for slot, word, predicate in sorted((("{x}", x, first), ("{y}", y, second)),
+                                                key=lambda t: template.index(t[0])):
+                start = text.index(slot)
+                text = text[:start] + word + text[start + len(slot):]
+                spans.append(Span(start=start, end=start + len(word), predicate=predicate))
+            out.append(FactExample(text=text, lang=lang, split="train", spans=spans, source="template"))
+    return out

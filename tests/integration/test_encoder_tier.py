@@ -52,9 +52,6 @@ def test_a_prompt_injection_keeps_the_facts_it_states(encoder) -> None:
     assert ("LIKES", "jazz") in facts
 
 
-@pytest.mark.xfail(reason="the shipped tagger finds WORKS_AS plumber in the sentence alone (0.63) but not after "
-                          "the injected instruction: WORKS_AS is learnt from templates only (PersonaExt has none)",
-                   strict=True)
 def test_a_prompt_injection_keeps_the_occupation_it_states(encoder) -> None:
     facts = {(f.predicate, f.object.lower()) for f in encoder.extract(INJECTION, "en").facts}
     assert ("WORKS_AS", "plumber") in facts

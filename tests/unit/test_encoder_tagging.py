@@ -29,7 +29,7 @@ def test_tags_from_spans_and_back() -> None:
     assert tags[3] == TAG_ID["LIKES-B"] and tags[4] == TAG_ID["LIKES-I"] and tags[5] == TAG_ID["O"]
     (span,) = decode_spans(TEXT, OFFSETS, one_hot(tags))
     assert (span.start, span.end, span.predicate, span.text) == (7, 11, "LIKES", "jazz")
-    assert span.confidence == pytest.approx(0.9 / (0.9 + 0.01 * (len(TAGS) - 1)), rel=0.2)
+    assert span.confidence == pytest.approx(0.9)  # the least sure of its tokens' tag probabilities
 
 
 def test_two_adjacent_spans_of_different_predicates_stay_apart() -> None:
@@ -81,3 +81,18 @@ def test_temperature_softens_an_over_confident_classifier() -> None:
     logits = rng.normal(0, 1, (3000, 3))
     logits[np.arange(3000), labels] += 1.0
     assert fit_temperature(logits * 5, labels) > 2.0
+
+
+def test_a_token_mostly_in_the_open_span_extends_it_without_changing_its_confidence() -> None:
+    text = "i am a software engineer"
+    offsets = [(0, 0), (0, 1), (2, 4), (5, 6), (7, 15), (16, 24), (0, 0)]
+    probs = np.full((len(offsets), len(TAGS)), 0.0)
+    probs[:, TAG_ID["O"]] = 1.0
+    probs[4] = 0.0
+    probs[4, TAG_ID["WORKS_AS-B"]], probs[4, TAG_ID["O"]] = 0.7, 0.3
+    probs[5] = 0.0
+    probs[5, TAG_ID["O"]], probs[5, TAG_ID["WORKS_AS-I"]], probs[5, TAG_ID["LIKES-B"]] = 0.5, 0.46, 0.04
+    (span,) = decode_spans(text, offsets, probs)
+    assert (span.text, span.predicate, span.confidence) == ("software engineer", "WORKS_AS", 0.7)
+    (short,) = decode_spans(text, offsets, probs, continue_at=0.6)
+    assert short.text == "software"

@@ -65,3 +65,31 @@ def test_silver_facts_are_kept_only_when_the_kb_or_the_literal_rules_agree() -> 
     assert [(s.predicate, tall.text[s.start : s.end]) for s in tall.silver] == [("GENDER", "girl")]
     assert ("WORKS_AS", "girl", "outside the KB range") in tall.rejected
     assert label_sentence("i am 35 and single !", []).silver[0].predicate == "AGE_BAND"
+
+
+def test_templates_teach_ages_origins_languages_and_two_facts_in_one_clause() -> None:
+    import linkers
+    from engine.corpora import split_of
+    from engine.train.synthetic import template_examples
+
+    examples = template_examples(linkers.get_kb(), per_template=4, seed=3, compounds=0)
+    spans = [(e.text[s.start : s.end], s.predicate, e) for e in examples for s in e.spans]
+    for predicate in ("FROM_PLACE", "AGE_BAND", "SPEAKS"):
+        assert {e.lang for _, p, e in spans if p == predicate} == {"en", "zh", "es"}
+    ages = [text for text, p, _ in spans if p == "AGE_BAND"]
+    assert all(a.isdigit() and split_of(a) == "train" for a in ages)
+    pairs = [e for e in examples if [s.predicate for s in e.spans] == ["WORKS_AS", "LIVES_IN"]]
+    assert pairs and all(e.spans[0].end < e.spans[1].start for e in pairs)
+    assert any(" in " in e.text[e.spans[0].end : e.spans[1].start] for e in pairs if e.lang == "en")
+
+
+def test_silver_en_test_items_hold_silver_and_personaext_labels_of_test_sentences_only() -> None:
+    from engine.corpora import split_of
+    from engine.eval.extraction import silver_en_items, test_items
+
+    items = silver_en_items("test")
+    assert items and all(split_of(i.text) == "test" for i in items)
+    predicates = {p for i in items for g in i.gold for p in g.predicates}
+    assert {"WORKS_AS", "AGE_BAND"} <= predicates
+    assert all(g.object and g.object in i.text for i in items for g in i.gold)
+    assert len(test_items("silver-en", None, 5, 13)) == 5

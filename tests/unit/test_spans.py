@@ -85,3 +85,22 @@ def test_grounding_keeps_the_normalised_object_and_counts_the_rest() -> None:
     facts, dropped = ground_facts(answer, "我住在上海，养了两条狗。快递太慢了。", "zh")
     assert [(f.predicate, f.object) for f in facts] == [("LIVES_IN", "上海"), ("HAS_PET", "狗")]
     assert dropped == {"not_a_thing": 1}
+
+
+@pytest.mark.parametrize(("lang", "text", "place", "proposed", "both"), [
+    ("en", "i am from canada and i love dogs", "canada", "LIVES_IN", True),
+    ("en", "i am from canada and i love dogs", "canada", "FROM_PLACE", True),
+    ("en", "I'm originally from Ohio", "Ohio", "FROM_PLACE", False),
+    ("en", "I live in Paris now", "Paris", "LIVES_IN", False),
+    ("es", "Soy de Sevilla, pero vivo aquí", "Sevilla", "LIVES_IN", True),
+    ("zh", "我来自上海", "上海", "FROM_PLACE", True),
+    ("zh", "我住在上海", "上海", "LIVES_IN", False),
+])
+def test_a_place_the_author_is_from_is_where_they_live_and_come_from(lang, text, place, proposed, both) -> None:
+    answer = ModelAnswer.model_validate({"facts": [{"predicate": proposed, "object": place}],
+                                         "reason": "", "sentiment": "neutral"})
+    facts, _ = ground_facts(answer, text, lang)
+    other = {"LIVES_IN": "FROM_PLACE", "FROM_PLACE": "LIVES_IN"}[proposed]
+    want = [(proposed, place), *([(other, place)] if both else [])]
+    assert [(f.predicate, f.object) for f in facts] == want
+    assert len({f.confidence for f in facts}) == 1
