@@ -3,12 +3,13 @@
 PersonaExt labels one fact per sentence and never AGE_BAND, FROM_PLACE, WORKS_AS, GENDER or SPEAKS,
 although its sentences state them ("i am a nurse and i love cats", "i am 35 and i live in ohio"). A
 pattern teacher proposes those facts in PersonaExt's own sentences and a fact is kept only when it is
-checked: a predicate with a range must link to an entity in that range in the knowledge base ("i am a girl" is no
-occupation), a literal must normalise ("6 feet" is no age), and the span must not overlap the gold
-span. Kept facts join the sentence's gold span, so the tagger learns real sentences that state two
-facts. Every split is labelled: training reads the train split's rows, and the test split's rows are
-the `silver-en` test set (`persona eval extraction --sets silver-en`). The LLM tier was the intended teacher; on the
-shared 2-core machine it labelled 6 sentences in 26 minutes, so the checked patterns replace it.
+checked: a predicate with a range must link to an entity in that range in the knowledge base ("i am a
+girl" is no occupation), a literal must normalise ("6 feet" is no age), and the span must not overlap
+the gold span. Kept facts join the sentence's gold span, so the tagger learns real sentences that
+state two facts. Every split is labelled: training reads the train split's rows, and the test split's
+rows are the `silver-en` test set (`persona eval extraction --sets silver-en`). The LLM tier was the
+intended teacher; on the shared 2-core machine it labelled 6 sentences in 26 minutes, so the checked
+patterns replace it.
 
 The output (`engine/corpora/data/silver_en.jsonl`) is committed; training uses the facts of predicates
 the tagger has tags for (TAGGED_PREDICATES).

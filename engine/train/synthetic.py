@@ -4,9 +4,8 @@ PersonaExt is English and has no occupations (WORKS_AS), origins (FROM_PLACE), a
 languages (SPEAKS), and few places per language. Templates in en / zh / es over KB labels of the
 matching domain (occupations, places, languages, foods, sports, animals, music; ages are numbers) add
 those facts, two-fact clauses ("i'm a nurse in leeds"), plus sentences about *other* people that must
-yield nothing. Entities are
-split by the same hash rule as the corpora and only the train half is used, so the dev split
-measures the tagger on words it never saw in a template.
+yield nothing. Entities are split by the same hash rule as the corpora and only the train half is
+used, so the dev split measures the tagger on words it never saw in a template.
 """
 
 from __future__ import annotations
